@@ -1,0 +1,35 @@
+"""fxprune: structured-sparsity compression of image-restoration networks as torch.fx passes."""
+from __future__ import annotations
+
+from .analysis import analyze, build_channel_graph
+from .coupling import register_coupling
+from .errors import (
+    CaptureError,
+    CheckpointError,
+    FxpruneError,
+    ParityError,
+    SpecError,
+    StageError,
+    UnsupportedOpError,
+)
+from .graph import ChannelGraph, Group, Member
+from .trace import trace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CaptureError",
+    "ChannelGraph",
+    "CheckpointError",
+    "FxpruneError",
+    "Group",
+    "Member",
+    "ParityError",
+    "SpecError",
+    "StageError",
+    "UnsupportedOpError",
+    "analyze",
+    "build_channel_graph",
+    "register_coupling",
+    "trace",
+]

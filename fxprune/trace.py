@@ -1,0 +1,147 @@
+"""The one way a model becomes an FX graph: torch.export (non-strict) on a deep copy.
+
+``torch.fx.symbolic_trace`` fails on most real restoration models (shape-dependent padding,
+einops, in-place slice assignment); non-strict ``torch.export`` runs the real Python forward with
+fake tensors and records ATen ops with a shape on every node.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from .errors import CaptureError
+
+
+@dataclass(frozen=True)
+class CaptureInfo:
+    """What was captured and how; stored at ``gm.meta["fxprune_capture"]``."""
+
+    input_shapes: tuple[tuple[int, ...], ...]
+    dynamic_hw: bool
+    model_class: str
+
+
+def as_inputs(example_inputs: Any) -> tuple[Any, ...]:
+    """Accept a tensor, a tuple/list of tensors, and reject anything else with a clear message."""
+    if isinstance(example_inputs, torch.Tensor):
+        return (example_inputs,)
+    if isinstance(example_inputs, (tuple, list)) and example_inputs:
+        return tuple(example_inputs)
+    raise TypeError(
+        "example_inputs must be a tensor or a non-empty tuple of tensors, e.g. (torch.randn(1, 3, 64, 64),); "
+        f"got {type(example_inputs).__name__}"
+    )
+
+
+def _dynamic_shapes(inputs: Sequence[Any]) -> tuple[Any, ...]:
+    auto = torch.export.Dim.AUTO
+    return tuple({2: auto, 3: auto} if isinstance(t, torch.Tensor) and t.dim() == 4 else None for t in inputs)
+
+
+class _ModuleTracker:
+    """Remembers which submodule was running when capture failed, to name it in the error."""
+
+    def __init__(self, model: nn.Module):
+        self.stack: list[str] = []
+        self._handles = []
+        for name, module in model.named_modules():
+            if name:
+                self._handles.append(module.register_forward_pre_hook(self._enter(name)))
+                self._handles.append(module.register_forward_hook(self._leave()))
+
+    def _enter(self, name: str):
+        def hook(module, args):
+            self.stack.append(name)
+
+        return hook
+
+    def _leave(self):
+        def hook(module, args, output):
+            if self.stack:
+                self.stack.pop()
+
+        return hook
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+
+@contextlib.contextmanager
+def _quiet_torch_logs():
+    """torch.export logs its retries and guard failures as warnings; our error says what matters."""
+    names = [n for n in logging.root.manager.loggerDict if n.startswith("torch")]
+    loggers = [logging.getLogger(n) for n in names + ["torch"]]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _export(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool) -> fx.GraphModule:
+    with _quiet_torch_logs():
+        program = torch.export.export(
+            model, inputs, strict=False, dynamic_shapes=_dynamic_shapes(inputs) if dynamic else None
+        )
+    return program.module()
+
+
+def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True) -> fx.GraphModule:
+    """Capture ``model`` as an ATen-level ``GraphModule`` with a fake tensor in ``node.meta["val"]``.
+
+    The model is deep-copied first, so a failed capture or a forward that mutates its input can
+    never damage the caller's model. With ``dynamic_hw`` the height and width of 4-D inputs are
+    symbolic where the model allows it (the graph then runs on other image sizes).
+
+    >>> import torch, fxprune
+    >>> gm = fxprune.trace(torch.nn.Conv2d(3, 8, 3, padding=1), torch.randn(1, 3, 16, 16))
+    >>> gm(torch.randn(1, 3, 20, 24)).shape
+    torch.Size([1, 8, 20, 24])
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    inputs = as_inputs(example_inputs)
+    copy_of_model = copy.deepcopy(model)
+    copies = tuple(t.clone() if isinstance(t, torch.Tensor) else copy.deepcopy(t) for t in inputs)
+    tracker = _ModuleTracker(copy_of_model)
+    first_error: Exception | None = None
+    failed_in: str | None = None
+    gm = None
+    try:
+        for dynamic in ([True, False] if dynamic_hw else [False]):
+            try:
+                gm = _export(copy_of_model, copies, dynamic)
+                dynamic_hw = dynamic
+                break
+            except Exception as error:  # noqa: BLE001 - every export failure is reported below
+                if first_error is None:
+                    first_error, failed_in = error, (tracker.stack[-1] if tracker.stack else None)
+                tracker.stack.clear()
+    finally:
+        tracker.remove()
+    if gm is None:
+        reason = str(first_error).strip().splitlines()[0] if str(first_error).strip() else type(first_error).__name__
+        raise CaptureError(
+            f"torch.export could not capture {type(model).__name__}: {type(first_error).__name__}: {reason}",
+            module=failed_in,
+            hint="make the forward traceable by torch.export (no data-dependent Python control flow on tensor "
+            "values), or pass an example input of the size the model expects",
+        ) from first_error
+    gm.meta["fxprune_capture"] = CaptureInfo(
+        tuple(tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor)), dynamic_hw, type(model).__name__
+    )
+    return gm
