@@ -92,6 +92,29 @@ def _quiet_torch_logs():
             lg.setLevel(level)
 
 
+def _copy_structure(model: nn.Module) -> nn.Module:
+    """A deep copy of the module tree that shares parameter and buffer storage with ``model``.
+
+    Export runs the forward on fake tensors, so weights are never written; what a forward or a
+    failed capture can damage is the module objects themselves (attributes, hooks), and those are
+    copied. Sharing the tensors keeps capture of a 100M-parameter model cheap.
+    """
+    memo: dict[int, object] = {}
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        memo[id(tensor)] = tensor
+    return copy.deepcopy(model, memo)
+
+
+def _own_tensors(gm: fx.GraphModule) -> None:
+    """Give the graph module its own copies of the weights, so passes never write the user's model."""
+    with torch.no_grad():
+        for module in gm.modules():
+            for name, p in list(module.named_parameters(recurse=False)):
+                setattr(module, name, nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad))
+            for name, b in list(module.named_buffers(recurse=False)):
+                module.register_buffer(name, b.detach().clone(), persistent=name not in module._non_persistent_buffers_set)
+
+
 def _export(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool) -> fx.GraphModule:
     with _quiet_torch_logs():
         program = torch.export.export(
@@ -115,7 +138,7 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True) -> 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     inputs = as_inputs(example_inputs)
-    copy_of_model = copy.deepcopy(model)
+    copy_of_model = _copy_structure(model)
     copies = tuple(t.clone() if isinstance(t, torch.Tensor) else copy.deepcopy(t) for t in inputs)
     tracker = _ModuleTracker(copy_of_model)
     first_error: Exception | None = None
@@ -141,6 +164,7 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True) -> 
             hint="make the forward traceable by torch.export (no data-dependent Python control flow on tensor "
             "values), or pass an example input of the size the model expects",
         ) from first_error
+    _own_tensors(gm)
     gm.meta["fxprune_capture"] = CaptureInfo(
         tuple(tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor)), dynamic_hw, type(model).__name__
     )

@@ -1,0 +1,92 @@
+"""The masked reference model: dropped units zeroed in every tensor of their group.
+
+This is the model a pruning decision *means*; the sliced model must equal it.
+"""
+from __future__ import annotations
+
+import copy
+import operator
+from typing import Mapping
+
+import numpy as np
+import torch
+import torch.fx as fx
+
+from .graph import ChannelGraph
+
+
+def apply_channel_mask(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Zero the masked-out channels; ``where`` (not a multiply) so inf/nan in dropped channels vanish."""
+    return torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+def keep_all(graph: ChannelGraph) -> dict[int, np.ndarray]:
+    """A keep-set that keeps every unit of every group."""
+    return {g.id: np.ones(g.channels, bool) for g in graph.groups}
+
+
+def check_keep(graph: ChannelGraph, keep: Mapping[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """Validate a keep-set: known groups, one bool per unit, no fixed unit dropped, one unit kept."""
+    checked = {}
+    for gid, units in keep.items():
+        if not 0 <= gid < len(graph.groups):
+            raise KeyError(f"no group {gid}; the graph has {len(graph.groups)} groups")
+        units = np.asarray(units, bool)
+        group = graph.groups[gid]
+        if units.shape != (group.channels,):
+            raise ValueError(f"group {gid} has {group.channels} units, keep-set has shape {units.shape}")
+        if (~units & ~graph.prunable_units(group)).any():
+            raise ValueError(f"group {gid}: the keep-set drops units that are fixed ({', '.join(group.fixed_reasons)})")
+        if not units.any():
+            raise ValueError(f"group {gid}: the keep-set drops every unit")
+        checked[gid] = units
+    return checked
+
+
+def _mask_tensors(graph: ChannelGraph, keep: Mapping[int, np.ndarray]) -> dict[tuple[str, int], torch.Tensor]:
+    """For each (node, output index) a bool mask broadcastable to the tensor."""
+    per_dim: dict[tuple[str, int], dict[int, np.ndarray]] = {}
+    for gid, units in keep.items():
+        group = graph.groups[gid]
+        for member in group.members:
+            kept = units[graph.unit_index(group, member)]
+            if kept.all():
+                continue
+            per_dim.setdefault((member.node, member.index), {})[member.dim] = kept
+    nodes = {n.name: n for n in graph.gm.graph.nodes}
+    masks = {}
+    for (name, index), dims in per_dim.items():
+        val = nodes[name].meta["val"]
+        rank = (val[index] if isinstance(val, (list, tuple)) else val).dim()
+        mask = torch.ones([1] * rank, dtype=torch.bool)
+        for dim, kept in dims.items():
+            shape = [1] * rank
+            shape[dim] = len(kept)
+            mask = mask & torch.from_numpy(kept).reshape(shape)
+        masks[(name, index)] = mask
+    return masks
+
+
+def masked_model(graph: ChannelGraph, keep: Mapping[int, np.ndarray]) -> fx.GraphModule:
+    """A copy of the traced model in which every dropped unit is zero in every tensor of its group."""
+    keep = check_keep(graph, keep)
+    gm = copy.deepcopy(graph.gm)
+    masks = _mask_tensors(graph, keep)
+    nodes = {n.name: n for n in gm.graph.nodes}
+    for k, ((name, index), mask) in enumerate(masks.items()):
+        node = nodes[name]
+        targets = [node]
+        if isinstance(node.meta.get("val"), (list, tuple)):
+            targets = [u for u in node.users if u.target is operator.getitem and u.args[1] == index]
+        buffer = f"_fxprune_mask_{k}"
+        gm.register_buffer(buffer, mask)
+        for target in targets:
+            with gm.graph.inserting_after(target):
+                mask_node = gm.graph.get_attr(buffer)
+            with gm.graph.inserting_after(mask_node):
+                masked = gm.graph.call_function(apply_channel_mask, (target, mask_node))
+            target.replace_all_uses_with(masked, delete_user_cb=lambda user: user is not masked)
+            masked.meta = dict(target.meta)
+    gm.graph.lint()
+    gm.recompile()
+    return gm

@@ -1,0 +1,59 @@
+"""Plain same-size restoration CNNs: DnCNN (Zhang et al., 2017) and VDSR (Kim et al., 2016)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .common import conv
+
+
+def _check_depth(depth: int) -> None:
+    if depth < 3:
+        raise ValueError(f"depth must be at least 3, got {depth}")
+
+
+class DnCNN(nn.Module):
+    """DnCNN denoiser with residual learning: returns ``x - body(x)`` (the predicted noise removed).
+
+    ``body`` = conv3x3 (3 -> C) + ReLU, (depth - 2) × (conv3x3 without bias + BatchNorm2d + ReLU),
+    conv3x3 (C -> 3).
+
+    Args:
+        depth: total number of conv layers (paper: 17).
+        channels: feature width C (paper: 64).
+    """
+
+    def __init__(self, depth: int = 5, channels: int = 32):
+        super().__init__()
+        _check_depth(depth)
+        layers: list[nn.Module] = [conv(3, channels), nn.ReLU()]
+        for _ in range(depth - 2):
+            layers += [conv(channels, channels, bias=False), nn.BatchNorm2d(channels), nn.ReLU()]
+        layers.append(conv(channels, 3))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - self.body(x)
+
+
+class VDSR(nn.Module):
+    """VDSR: very deep residual CNN on an already-upscaled image; returns ``x + body(x)``.
+
+    ``body`` = conv3x3 (3 -> C) + ReLU, (depth - 2) × (conv3x3 + ReLU), conv3x3 (C -> 3).
+
+    Args:
+        depth: total number of conv layers (paper: 20).
+        channels: feature width C (paper: 64).
+    """
+
+    def __init__(self, depth: int = 5, channels: int = 32):
+        super().__init__()
+        _check_depth(depth)
+        layers: list[nn.Module] = [conv(3, channels), nn.ReLU()]
+        for _ in range(depth - 2):
+            layers += [conv(channels, channels), nn.ReLU()]
+        layers.append(conv(channels, 3))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
