@@ -7,7 +7,7 @@ import torch.fx as fx
 from torch import nn
 
 from .coupling import CouplingRegistry, registry as user_registry
-from .coupling.context import CouplingContext, flat_nodes, target_name
+from .coupling.context import CouplingContext, flat_nodes, output_indices, target_name, tensor_inputs
 from .coupling.rules_elementwise import fix_everything
 from .errors import UnsupportedOpError
 from .graph import ChannelGraph
@@ -23,8 +23,10 @@ _MAX_ROUNDS = 6
 
 
 def _skipped(node: fx.Node) -> bool:
-    """Nodes that carry no channel information: export's input guards."""
-    return node.op == "call_module" and str(node.target).startswith("_guards")
+    """Nodes that carry no channel information: export's input guards and size arithmetic."""
+    if node.op == "call_module" and str(node.target).startswith("_guards"):
+        return True
+    return not tensor_inputs(node) and not output_indices(node)
 
 
 def run_rules(gm: fx.GraphModule, rules: CouplingRegistry, *, strict: bool, choices: dict[str, int]) -> CouplingContext:

@@ -36,6 +36,7 @@ class Solution:
     component_fixed: np.ndarray  # component -> bool
     groups: list[RawGroup]
     space_fixed: np.ndarray  # space -> every element in a fixed component
+    space_hard_fixed: np.ndarray  # the same, counting only fixes that no reshape choice caused
 
 
 def solve(ctx: CouplingContext) -> Solution:
@@ -47,12 +48,8 @@ def solve(ctx: CouplingContext) -> Solution:
     structural = components(num, *ctx.tie_arrays(structural_only=True))
     num_components = int(labels.max()) + 1 if num else 0
 
-    fixed_elements = np.zeros(num, bool)
-    for sid in ctx.fixed:
-        s = ctx.spaces[sid]
-        fixed_elements[s.base : s.base + s.size] = True
-    component_fixed = np.zeros(num_components, bool)
-    component_fixed[labels[fixed_elements]] = True
+    component_fixed = _fixed_components(ctx, labels, num_components, set(ctx.fixed))
+    hard_fixed = _fixed_components(ctx, labels, num_components, set(ctx.fixed) - ctx.soft_fixed)
 
     # A group is a set of components joined through shared spaces (e.g. the two inputs of a concat).
     group_of = components(
@@ -102,10 +99,20 @@ def solve(ctx: CouplingContext) -> Solution:
                 unit=int(counts.max()) if counts.size else 1,
             )
         )
-    space_fixed = np.array(
-        [bool(component_fixed[labels[s.base : s.base + s.size]].all()) for s in ctx.spaces], bool
-    )
-    return Solution(labels, component_fixed, groups, space_fixed)
+    def all_fixed(flags: np.ndarray) -> np.ndarray:
+        return np.array([bool(flags[labels[s.base : s.base + s.size]].all()) for s in ctx.spaces], bool)
+
+    return Solution(labels, component_fixed, groups, all_fixed(component_fixed), all_fixed(hard_fixed))
+
+
+def _fixed_components(ctx: CouplingContext, labels: np.ndarray, num_components: int, spaces: set[int]) -> np.ndarray:
+    fixed_elements = np.zeros(ctx.num_elements, bool)
+    for sid in spaces:
+        s = ctx.spaces[sid]
+        fixed_elements[s.base : s.base + s.size] = True
+    fixed = np.zeros(num_components, bool)
+    fixed[labels[fixed_elements]] = True
+    return fixed
 
 
 def _bucket(keys: np.ndarray, num_keys: int) -> list[np.ndarray]:
@@ -116,11 +123,13 @@ def _bucket(keys: np.ndarray, num_keys: int) -> list[np.ndarray]:
 
 
 def revise_choices(ctx: CouplingContext, solution: Solution) -> dict[str, int]:
-    """Move each reshape split whose chosen dim ended up fixed to its next candidate."""
+    """Move each reshape split whose chosen dim is fixed (for a reason of its own, not because of
+    another split's choice) to the next candidate that is not. Picks only move forward, so the
+    analysis settles after at most as many rounds as a split has candidates."""
     revised = {}
     for key, choice in ctx.choices.items():
         pick = choice.selected
-        if solution.space_fixed[choice.candidates[pick]] and pick + 1 < len(choice.candidates):
+        while solution.space_hard_fixed[choice.candidates[pick]] and pick + 1 < len(choice.candidates):
             pick += 1
         revised[key] = pick
     return revised

@@ -88,6 +88,7 @@ class CouplingContext:
         self._tie_b: list[np.ndarray] = []
         self._structural: list[bool] = []
         self.fixed: dict[int, str] = {}  # space id -> reason (whole space fixed)
+        self.soft_fixed: set[int] = set()  # fixed only because a reshape chose another dim
         self.producers: list[tuple[int, str]] = []  # (space id, module qualname)
         self.consumers: list[tuple[int, str]] = []
         self.diagnostics: list[Diagnostic] = []
@@ -223,10 +224,18 @@ class CouplingContext:
         self.tie_elements(space, k, space, (k // block) * block)
 
     # ---------------------------------------------------------------- marks
-    def fix(self, space: int | None, reason: str) -> None:
-        """Mark a whole space as fixed: none of its elements may be dropped."""
+    def fix(self, space: int | None, reason: str, *, soft: bool = False) -> None:
+        """Mark a whole space as fixed: none of its elements may be dropped.
+
+        ``soft`` marks a fix that only follows from a reshape's choice of dim; such fixes do not
+        count when the analysis decides whether to revise that choice.
+        """
         if space is None:
             return
+        if soft and space not in self.fixed:
+            self.soft_fixed.add(space)
+        elif not soft:
+            self.soft_fixed.discard(space)
         self.fixed.setdefault(space, reason)
         self._covered.add(space)
 

@@ -18,9 +18,9 @@ def _hint(size: Any) -> int:
     s = static_size(size)
     if s is not None:
         return s
-    from torch.fx.experimental.symbolic_shapes import hint_int
-
-    return int(hint_int(size, fallback=8192))
+    node = size.node
+    hint = node.hint if node.hint is not None else node.shape_env.size_hint(node.expr, allow_none=True)
+    return int(hint) if hint is not None else 8192
 
 
 def _same(a: list[Any], b: list[Any]) -> bool:
@@ -93,7 +93,7 @@ def _split_one(ctx: CouplingContext, node: fx.Node, whole: int, parts: list[int]
     ctx.tie_blocks(whole, chosen, inner, period=part_sizes[position])
     for p in candidates:
         if p != chosen:
-            ctx.fix(p, "a reshape split this dim off a channel dim")
+            ctx.fix(p, "a reshape split this dim off a channel dim", soft=True)
 
 
 def reshape(node: fx.Node, ctx: CouplingContext) -> None:
@@ -135,8 +135,13 @@ def transpose(node: fx.Node, ctx: CouplingContext) -> None:
 
 
 def expand(node: fx.Node, ctx: CouplingContext) -> None:
-    """Broadcast copies: equal dims tie, dims grown from size 1 are new."""
+    """Broadcast copies: equal dims tie, dims grown from size 1 are new. ``expand_as`` reads only
+    the shape of its second input, whose dims then tie to the output's (conservative)."""
     x = arg(node, 0, "self")
+    shape_source = arg(node, 1, "other")
+    if isinstance(shape_source, fx.Node):
+        for k in range(ctx.ndim(node)):
+            ctx.tie(ctx.space(shape_source, k), ctx.space(node, k))
     offset = ctx.ndim(node) - ctx.ndim(x)
     for k in range(ctx.ndim(node)):
         out_space = ctx.space(node, k)
