@@ -1,0 +1,273 @@
+"""Physically remove dropped channels: slice parameters and rewrite the sizes baked into the graph.
+
+Given a :class:`~fxprune.graph.ChannelGraph` and a keep-set (one bool per unit of each group), the
+pass returns a new GraphModule in which every parameter/buffer of a group keeps only the kept
+indices, and every op argument that encodes a channel count (view/expand shapes, split sizes,
+slice bounds, conv and GroupNorm group counts, fill shapes) is rewritten. The result runs without
+fxprune and equals the masked model (:func:`fxprune.masking.masked_model`).
+
+Torch-Pruning's per-layer functions (``prune_conv_out_channels`` ...) edit ``nn.Module`` objects and
+their attributes; an exported graph holds plain parameters used by functional ATen ops, so slicing
+is done here on the tensors directly, and every parameter a group touches — including ones used
+in arithmetic, like a ``[1, C, 1, 1]`` scale or an attention bias — is sliced the same way.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+import torch.fx as fx
+from torch import nn
+
+from fxprune.coupling.args import arg
+from fxprune.coupling.context import static_size
+from fxprune.graph import ChannelGraph
+from fxprune.masking import check_keep
+from fxprune.pass_infra import PassBase, PassResult
+
+aten = torch.ops.aten
+SizeKey = tuple[str, int, int]  # (node name, output index, dim)
+
+
+def kept_indices(graph: ChannelGraph, keep: Mapping[int, np.ndarray]) -> dict[SizeKey, np.ndarray]:
+    """Sorted kept indices of every member space whose size changes."""
+    out: dict[SizeKey, np.ndarray] = {}
+    for gid, units in keep.items():
+        group = graph.groups[gid]
+        for member in group.members:
+            kept = np.nonzero(units[graph.unit_index(group, member)])[0]
+            if len(kept) < member.size:
+                out[(member.node, member.index, member.dim)] = kept
+    return out
+
+
+class _Sizes:
+    """Old and new static sizes of tensor dims after slicing."""
+
+    def __init__(self, kept: dict[SizeKey, np.ndarray]):
+        self.kept = kept
+
+    def new(self, node: fx.Node, dim: int, index: int = 0) -> int | None:
+        val = node.meta.get("val")
+        if isinstance(val, (list, tuple)):
+            val = val[index]
+        if not isinstance(val, torch.Tensor):
+            return None
+        dim %= val.dim()
+        if (node.name, index, dim) in self.kept:
+            return len(self.kept[(node.name, index, dim)])
+        return static_size(val.shape[dim])
+
+    def old(self, node: fx.Node, dim: int, index: int = 0) -> int | None:
+        val = node.meta.get("val")
+        if isinstance(val, (list, tuple)):
+            val = val[index]
+        return static_size(val.shape[dim]) if isinstance(val, torch.Tensor) else None
+
+    def changed(self, node: fx.Node, dim: int, index: int = 0) -> bool:
+        val = node.meta.get("val")
+        rank = (val[index] if isinstance(val, (list, tuple)) else val).dim()
+        return (node.name, index, dim % rank) in self.kept
+
+    def count_before(self, node: fx.Node, dim: int, position: int) -> int:
+        """How many kept indices of ``node``'s dim lie below ``position``."""
+        return int(np.searchsorted(self.kept[(node.name, 0, dim)], position))
+
+
+# ---------------------------------------------------------------------------- argument rewriters
+Rewriter = Callable[[fx.Node, _Sizes], None]
+
+
+def _set_arg(node: fx.Node, position: int, name: str, value: Any) -> None:
+    if position < len(node.args):
+        args = list(node.args)
+        args[position] = value
+        node.args = tuple(args)
+    else:
+        node.kwargs = {**node.kwargs, name: value}
+
+
+def _shape_arg(position: int, name: str) -> Rewriter:
+    """The op's size list is its output shape (view, reshape, expand, new_zeros, full ...)."""
+
+    def rewrite(node: fx.Node, sizes: _Sizes) -> None:
+        shape = arg(node, position, name)
+        if not isinstance(shape, (list, tuple)):
+            return
+        shape = list(shape)
+        for d, entry in enumerate(shape):
+            if isinstance(entry, int) and entry != -1 and sizes.changed(node, d):
+                shape[d] = sizes.new(node, d)
+        _set_arg(node, position, name, shape)
+
+    return rewrite
+
+
+def _unflatten(node: fx.Node, sizes: _Sizes) -> None:
+    dim = int(arg(node, 1, "dim"))
+    rank = node.meta["val"].dim()
+    parts = list(arg(node, 2, "sizes"))
+    start = dim % (rank - len(parts) + 1)
+    for k, entry in enumerate(parts):
+        if isinstance(entry, int) and entry != -1 and sizes.changed(node, start + k):
+            parts[k] = sizes.new(node, start + k)
+    _set_arg(node, 2, "sizes", parts)
+
+
+def _split(node: fx.Node, sizes: _Sizes) -> None:
+    """split / chunk become split_with_sizes with the new segment sizes."""
+    x = arg(node, 0, "self")
+    outputs = node.meta["val"]
+    rank = outputs[0].dim()
+    dim = int(arg(node, 2, "dim", 0)) % rank
+    if not any(sizes.changed(node, dim, i) for i in range(len(outputs))):
+        return
+    new = [sizes.new(node, dim, i) for i in range(len(outputs))]
+    node.target = aten.split_with_sizes.default
+    node.args = (x, new, dim)
+    node.kwargs = {}
+
+
+def _slice(node: fx.Node, sizes: _Sizes) -> None:
+    x = arg(node, 0, "self")
+    rank = x.meta["val"].dim()
+    dim = int(arg(node, 1, "dim", 0)) % rank
+    if not sizes.changed(x, dim):
+        return
+    old = sizes.old(x, dim)
+    start, end = arg(node, 2, "start", 0), arg(node, 3, "end", None)
+    start = 0 if start is None else (start + old if start < 0 else start)
+    end = old if end is None or (isinstance(end, int) and end >= old) else (end + old if end < 0 else end)
+    node.args = (x, dim, sizes.count_before(x, dim, start), sizes.count_before(x, dim, end), 1)
+    node.kwargs = {}
+
+
+def _narrow(node: fx.Node, sizes: _Sizes) -> None:
+    x = arg(node, 0, "self")
+    dim = int(arg(node, 1, "dim")) % x.meta["val"].dim()
+    if sizes.changed(x, dim):
+        start = int(arg(node, 2, "start"))
+        node.args = (x, dim, sizes.count_before(x, dim, start), sizes.new(node, dim))
+        node.kwargs = {}
+
+
+def _groups_arg(position: int, name: str, channel_dim_of_input: int = 1) -> Rewriter:
+    """Grouped conv / GroupNorm: whole groups are dropped, so the count scales with the channels."""
+
+    def rewrite(node: fx.Node, sizes: _Sizes) -> None:
+        groups = int(arg(node, position, name, 1))
+        x = arg(node, 0, "input")
+        if groups > 1 and sizes.changed(x, channel_dim_of_input):
+            per_group = sizes.old(x, channel_dim_of_input) // groups
+            _set_arg(node, position, name, sizes.new(x, channel_dim_of_input) // per_group)
+
+    return rewrite
+
+
+def _native_group_norm(node: fx.Node, sizes: _Sizes) -> None:
+    x = arg(node, 0, "input")
+    if sizes.changed(x, 1):
+        per_group = sizes.old(x, 1) // int(arg(node, 6, "group"))
+        _set_arg(node, 4, "C", sizes.new(x, 1))
+        _set_arg(node, 6, "group", sizes.new(x, 1) // per_group)
+
+
+def _convolution(node: fx.Node, sizes: _Sizes) -> None:
+    _groups_arg(8, "groups")(node, sizes)
+
+
+REWRITERS: dict[Any, Rewriter] = {
+    aten.view.default: _shape_arg(1, "size"),
+    aten._unsafe_view.default: _shape_arg(1, "size"),
+    aten.reshape.default: _shape_arg(1, "shape"),
+    aten.expand.default: _shape_arg(1, "size"),
+    aten.new_zeros.default: _shape_arg(1, "size"),
+    aten.new_ones.default: _shape_arg(1, "size"),
+    aten.new_empty.default: _shape_arg(1, "size"),
+    aten.new_full.default: _shape_arg(1, "size"),
+    aten.zeros.default: _shape_arg(0, "size"),
+    aten.ones.default: _shape_arg(0, "size"),
+    aten.empty.memory_format: _shape_arg(0, "size"),
+    aten.full.default: _shape_arg(0, "size"),
+    aten.unflatten.int: _unflatten,
+    aten.split.Tensor: _split,
+    aten.split_with_sizes.default: _split,
+    aten.chunk.default: _split,
+    aten.unsafe_split.Tensor: _split,
+    aten.slice.Tensor: _slice,
+    aten.narrow.default: _narrow,
+    aten.conv1d.default: _groups_arg(6, "groups"),
+    aten.conv2d.default: _groups_arg(6, "groups"),
+    aten.conv3d.default: _groups_arg(6, "groups"),
+    aten.conv_transpose1d.default: _groups_arg(6, "groups"),
+    aten.conv_transpose2d.input: _groups_arg(6, "groups"),
+    aten.conv_transpose3d.input: _groups_arg(6, "groups"),
+    aten.convolution.default: _convolution,
+    aten.group_norm.default: _groups_arg(1, "num_groups"),
+    aten.native_group_norm.default: _native_group_norm,
+}
+
+
+# ---------------------------------------------------------------------------- the pass
+def _slice_tensors(gm: fx.GraphModule, kept: dict[SizeKey, np.ndarray]) -> int:
+    """Slice every parameter/buffer along each of its member dims; returns elements removed."""
+    attr_of = {n.name: str(n.target) for n in gm.graph.nodes if n.op == "get_attr"}
+    removed = 0
+    for (node, _, dim), indices in kept.items():
+        name = attr_of.get(node)
+        if name is None:
+            continue
+        owner_name, _, leaf = name.rpartition(".")
+        owner = gm.get_submodule(owner_name) if owner_name else gm
+        tensor = getattr(owner, leaf)
+        index = torch.as_tensor(indices, dtype=torch.long, device=tensor.device)
+        sliced = tensor.detach().index_select(dim, index).clone()
+        removed += tensor.numel() - sliced.numel()
+        if isinstance(tensor, nn.Parameter):
+            setattr(owner, leaf, nn.Parameter(sliced, requires_grad=tensor.requires_grad))
+        else:
+            owner.register_buffer(leaf, sliced, persistent=leaf not in owner._non_persistent_buffers_set)
+    return removed
+
+
+def slice_channels(graph: ChannelGraph, keep: Mapping[int, np.ndarray]) -> fx.GraphModule:
+    """A smaller copy of ``graph.gm`` with the dropped units removed.
+
+    >>> import numpy as np, torch, fxprune
+    >>> from fxprune.models import build
+    >>> from fxprune.passes.slice_channels import slice_channels
+    >>> graph = fxprune.analyze(build("edsr", blocks=2, channels=16), torch.randn(1, 3, 16, 16))
+    >>> trunk = graph.groups[0]
+    >>> small = slice_channels(graph, {trunk.id: np.arange(trunk.channels) < 8})
+    >>> small.get_parameter("head.weight").shape
+    torch.Size([8, 3, 3, 3])
+    """
+    keep = check_keep(graph, keep)
+    kept = kept_indices(graph, keep)
+    gm = copy.deepcopy(graph.gm)
+    removed = _slice_tensors(gm, kept)
+    sizes = _Sizes(kept)
+    for node in gm.graph.nodes:
+        rewrite = REWRITERS.get(node.target)
+        if rewrite is not None:
+            rewrite(node, sizes)
+    gm.graph.lint()
+    gm.recompile()
+    gm.meta["fxprune_sliced"] = {"parameters_removed": removed}
+    return gm
+
+
+class SliceChannels(PassBase):
+    """Pass wrapper around :func:`slice_channels`."""
+
+    name = "slice_channels"
+
+    def __init__(self, graph: ChannelGraph, keep: Mapping[int, np.ndarray]):
+        super().__init__()
+        self.graph, self.keep = graph, keep
+
+    def call(self, gm: fx.GraphModule) -> PassResult:
+        sliced = slice_channels(self.graph, self.keep)
+        return PassResult(sliced, True, dict(sliced.meta["fxprune_sliced"]))
