@@ -126,7 +126,7 @@ class ChannelGraph:
         header = f"{'id':>3}  {'kind':<8} {'units':>6} {'unit':>4} {'prunable':>8}  producers"
         lines = [header, "-" * len(header)]
         for g in self.groups:
-            names = ", ".join(g.producers)
+            names = ", ".join(p or "<root>" for p in g.producers)
             if len(names) > 90:
                 names = f"{', '.join(g.producers[:3])}, … (+{len(g.producers) - 3} more)"
             lines.append(f"{g.id:>3}  {g.kind:<8} {g.channels:>6} {g.unit:>4} {g.prunable:>8}  {names}")

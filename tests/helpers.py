@@ -5,7 +5,10 @@ import numpy as np
 import torch
 import torch.fx as fx
 
+import fxprune
 from fxprune.graph import ChannelGraph
+from fxprune.masking import masked_model
+from fxprune.passes.slice_channels import slice_channels
 
 
 def random_keep(graph: ChannelGraph, rng: np.random.Generator, drop_probability: float = 0.5) -> dict[int, np.ndarray]:
@@ -51,3 +54,22 @@ def _tensor(gm: fx.GraphModule, name: str) -> torch.Tensor:
         return gm.get_parameter(name)
     except AttributeError:
         return gm.get_buffer(name)
+
+
+def params_of(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def check_sliced_equals_masked(model: torch.nn.Module, x: torch.Tensor, x_other: torch.Tensor | None, seed: int) -> ChannelGraph:
+    """Analyze, drop random units, and check sliced == masked on ``x`` and another input size."""
+    graph = fxprune.analyze(model, (x,))
+    keep = random_keep(graph, np.random.default_rng(seed))
+    sliced = slice_channels(graph, keep)
+    masked = masked_model(graph, keep)
+    for inputs in [t for t in (x, x_other) if t is not None]:
+        actual = sliced(inputs)
+        assert actual.shape == model(inputs).shape
+        torch.testing.assert_close(actual, masked(inputs))
+    if any((~units).any() for units in keep.values()):
+        assert params_of(sliced) < params_of(model)
+    return graph

@@ -8,30 +8,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fxprune
-from fxprune.masking import masked_model
 from fxprune.models import build, names
 from fxprune.passes.slice_channels import slice_channels
 
-from helpers import random_keep
+from helpers import check_sliced_equals_masked, params_of, random_keep
 from randomnets import RandomNet, programs
-
-
-def _params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def _check_sliced_equals_masked(model: torch.nn.Module, x: torch.Tensor, x_other: torch.Tensor, seed: int) -> None:
-    graph = fxprune.analyze(model, (x,))
-    keep = random_keep(graph, np.random.default_rng(seed))
-    sliced = slice_channels(graph, keep)
-    masked = masked_model(graph, keep)
-    for inputs in (x, x_other):
-        expected = masked(inputs)
-        actual = sliced(inputs)
-        assert actual.shape == model(inputs).shape
-        torch.testing.assert_close(actual, expected)
-    if any((~units).any() for units in keep.values()):
-        assert _params(sliced) < _params(model)
 
 
 @pytest.mark.parametrize("name", names())
@@ -39,7 +20,7 @@ def _check_sliced_equals_masked(model: torch.nn.Module, x: torch.Tensor, x_other
 def test_zoo_sliced_equals_masked(name, seed):
     torch.manual_seed(seed)
     model = build(name).eval()
-    _check_sliced_equals_masked(model, torch.randn(1, 3, 16, 16), torch.randn(1, 3, 20, 24), seed)
+    check_sliced_equals_masked(model, torch.randn(1, 3, 16, 16), torch.randn(1, 3, 20, 24), seed)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -47,7 +28,7 @@ def test_zoo_sliced_equals_masked(name, seed):
 def test_random_nets_sliced_equals_masked(program, seed):
     torch.manual_seed(seed)
     model = RandomNet(program).eval()
-    _check_sliced_equals_masked(model, torch.randn(1, 3, 8, 8), torch.randn(1, 3, 6, 10), seed)
+    check_sliced_equals_masked(model, torch.randn(1, 3, 8, 8), torch.randn(1, 3, 6, 10), seed)
 
 
 def test_fixed_units_cannot_be_dropped():

@@ -132,8 +132,12 @@ class CouplingContext:
             return None
         return static_size(val.shape[dim])
 
-    def space(self, arg: Any, dim: int, index: int | None = None) -> int | None:
-        """The space id of dimension ``dim`` of ``arg`` (None when symbolic, size 1, or not a tensor)."""
+    def space(self, arg: Any, dim: int, index: int | None = None, *, known_size: int | None = None) -> int | None:
+        """The space id of dimension ``dim`` of ``arg`` (None when symbolic, size 1, or not a tensor).
+
+        ``known_size`` lets a rule supply a size that it can derive but export left symbolic
+        (PixelUnshuffle's output channels are recorded as ``4*(H//(H//2))*...``).
+        """
         if not isinstance(arg, fx.Node):
             return None
         val = self.val(arg, index)
@@ -147,6 +151,8 @@ class CouplingContext:
         if key in self._space_ids:
             return self._space_ids[key]
         size = static_size(val.shape[dim])
+        if size is None:
+            size = known_size
         if size is None or size <= 1:
             self._space_ids[key] = None
             return None
@@ -282,7 +288,7 @@ class CouplingContext:
         """Qualified name of the module a weighted op belongs to."""
         name = self.param_name(weight)
         if name is not None:
-            return name.rsplit(".", 1)[0] if "." in name else name
+            return name.rsplit(".", 1)[0] if "." in name else ""  # "" is the root, as in named_modules()
         stack = node.meta.get("nn_module_stack") or {}
         if stack:
             path = list(stack.values())[-1][0]

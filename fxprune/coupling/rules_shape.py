@@ -99,6 +99,10 @@ def _split_one(ctx: CouplingContext, node: fx.Node, whole: int, parts: list[int]
 def reshape(node: fx.Node, ctx: CouplingContext) -> None:
     """view / reshape / flatten / unflatten / squeeze / unsqueeze: matched by shapes alone."""
     x = arg(node, 0, "self")
+    shape_source = arg(node, 1, "other")
+    if isinstance(shape_source, fx.Node):  # view_as / reshape_as read only the other tensor's shape
+        for k in range(ctx.ndim(node)):
+            ctx.tie(ctx.space(shape_source, k), ctx.space(node, k))
     in_shape, out_shape = list(ctx.val(x).shape), list(ctx.val(node).shape)
     for run_in, run_out in reshape_chunks(in_shape, out_shape):
         in_spaces = [ctx.space(x, d) for d in run_in]
@@ -294,7 +298,9 @@ def pixel_unshuffle(node: fx.Node, ctx: CouplingContext) -> None:
     """PixelUnshuffle(r): input channel c becomes output channels [c·r², (c+1)·r²)."""
     x = arg(node, 0, "self")
     r = int(arg(node, 1, "downscale_factor"))
-    _shuffle(node, ctx, fine=ctx.space(node, -3), coarse=ctx.space(x, -3), block=r * r, x=x)
+    channels = ctx.size(x, -3)
+    fine = ctx.space(node, -3, known_size=channels * r * r if channels else None)
+    _shuffle(node, ctx, fine=fine, coarse=ctx.space(x, -3), block=r * r, x=x)
 
 
 def _shuffle(node: fx.Node, ctx: CouplingContext, *, fine: int | None, coarse: int | None, block: int, x: fx.Node) -> None:
