@@ -100,7 +100,7 @@ def analyze(
     >>> from fxprune.models import build
     >>> graph = fxprune.analyze(build("rcan", groups=1, blocks=2, channels=16), torch.randn(1, 3, 16, 16))
     >>> graph.groups[0].kind, len(graph.groups[0].producers)
-    ('coupled', 8)
+    ('coupled', 7)
     """
     if isinstance(model, fx.GraphModule) and "fxprune_capture" in model.meta:
         gm = model
