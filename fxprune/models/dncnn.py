@@ -7,9 +7,16 @@ from torch import nn
 from .common import conv
 
 
-def _check_depth(depth: int) -> None:
+def _plain_stack(depth: int, channels: int, batch_norm: bool) -> nn.Sequential:
+    """conv3x3 (3 -> C) + ReLU, (depth - 2) middle layers, conv3x3 (C -> 3)."""
     if depth < 3:
         raise ValueError(f"depth must be at least 3, got {depth}")
+    layers: list[nn.Module] = [conv(3, channels), nn.ReLU()]
+    for _ in range(depth - 2):
+        middle = [conv(channels, channels, bias=False), nn.BatchNorm2d(channels)] if batch_norm else [conv(channels, channels)]
+        layers += [*middle, nn.ReLU()]
+    layers.append(conv(channels, 3))
+    return nn.Sequential(*layers)
 
 
 class DnCNN(nn.Module):
@@ -25,12 +32,7 @@ class DnCNN(nn.Module):
 
     def __init__(self, depth: int = 5, channels: int = 32):
         super().__init__()
-        _check_depth(depth)
-        layers: list[nn.Module] = [conv(3, channels), nn.ReLU()]
-        for _ in range(depth - 2):
-            layers += [conv(channels, channels, bias=False), nn.BatchNorm2d(channels), nn.ReLU()]
-        layers.append(conv(channels, 3))
-        self.body = nn.Sequential(*layers)
+        self.body = _plain_stack(depth, channels, batch_norm=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x - self.body(x)
@@ -48,12 +50,7 @@ class VDSR(nn.Module):
 
     def __init__(self, depth: int = 5, channels: int = 32):
         super().__init__()
-        _check_depth(depth)
-        layers: list[nn.Module] = [conv(3, channels), nn.ReLU()]
-        for _ in range(depth - 2):
-            layers += [conv(channels, channels), nn.ReLU()]
-        layers.append(conv(channels, 3))
-        self.body = nn.Sequential(*layers)
+        self.body = _plain_stack(depth, channels, batch_norm=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
