@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .analysis import analyze, build_channel_graph
+from .api import compress
 from .coupling import register_coupling
 from .errors import (
     CaptureError,
@@ -13,6 +14,7 @@ from .errors import (
     UnsupportedOpError,
 )
 from .graph import ChannelGraph, Group, Member
+from .spec import Spec
 from .trace import trace
 
 __version__ = "0.1.0"
@@ -25,11 +27,13 @@ __all__ = [
     "Group",
     "Member",
     "ParityError",
+    "Spec",
     "SpecError",
     "StageError",
     "UnsupportedOpError",
     "analyze",
     "build_channel_graph",
+    "compress",
     "register_coupling",
     "trace",
 ]

@@ -45,6 +45,7 @@ class Group:
     producers: tuple[str, ...]
     consumers: tuple[str, ...]
     params: tuple[tuple[str, int], ...]
+    producer_weights: tuple[tuple[str, int], ...]
     members: tuple[Member, ...] = field(repr=False)
     fixed_reasons: tuple[str, ...] = field(default=(), repr=False)
 
@@ -69,11 +70,13 @@ class ChannelGraph:
         self._raw: list[RawGroup] = solution.groups
         producers = _by_space(ctx.producers)
         consumers = _by_space(ctx.consumers)
+        self.module_types: dict[str, str] = _module_types(gm)
+        weights = set(ctx.producer_weights)
         self.groups: list[Group] = [
-            self._dress(i, raw, producers, consumers, ctx.fixed) for i, raw in enumerate(solution.groups)
+            self._dress(i, raw, producers, consumers, ctx.fixed, weights) for i, raw in enumerate(solution.groups)
         ]
 
-    def _dress(self, gid: int, raw: RawGroup, producers: dict, consumers: dict, fixed: dict) -> Group:
+    def _dress(self, gid: int, raw: RawGroup, producers: dict, consumers: dict, fixed: dict, weights: set) -> Group:
         spaces = [self.spaces[s] for s in raw.spaces]
         prunable = int((~raw.unit_fixed).sum())
         kind: GroupKind = "fixed" if prunable == 0 else ("coupled" if raw.coupled else "free")
@@ -86,6 +89,7 @@ class ChannelGraph:
             producers=_unique(m for s in raw.spaces for m in producers.get(int(s), ())),
             consumers=_unique(m for s in raw.spaces for m in consumers.get(int(s), ())),
             params=tuple((s.param, s.dim) for s in spaces if s.param is not None),
+            producer_weights=tuple((s.param, s.dim) for s in spaces if s.id in weights and s.param is not None),
             members=tuple(Member(s.node, s.index, s.dim, s.size, s.param) for s in spaces),
             fixed_reasons=_unique(fixed[int(s)] for s in raw.spaces if int(s) in fixed),
         )
@@ -166,6 +170,15 @@ class ChannelGraph:
             for src in n.all_input_nodes:
                 graph.add_edge(src.name, n.name)
         return graph
+
+
+def _module_types(gm: fx.GraphModule) -> dict[str, str]:
+    """Qualified module name -> class name, from export's module stacks."""
+    types: dict[str, str] = {}
+    for n in gm.graph.nodes:
+        for path, type_name in (n.meta.get("nn_module_stack") or {}).values():
+            types.setdefault(str(path), str(type_name).rsplit(".", 1)[-1])
+    return types
 
 
 def _by_space(pairs: list[tuple[int, str]]) -> dict[int, list[str]]:

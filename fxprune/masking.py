@@ -39,6 +39,11 @@ def check_keep(graph: ChannelGraph, keep: Mapping[int, np.ndarray]) -> dict[int,
             raise ValueError(f"group {gid}: the keep-set drops units that are fixed ({', '.join(group.fixed_reasons)})")
         if not units.any():
             raise ValueError(f"group {gid}: the keep-set drops every unit")
+        for member in group.members:
+            if not units[graph.unit_index(group, member)].any():
+                raise ValueError(
+                    f"group {gid}: the keep-set drops every channel of {member.node} (dim {member.dim}); keep at least one"
+                )
         checked[gid] = units
     return checked
 

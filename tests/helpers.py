@@ -21,6 +21,10 @@ def random_keep(graph: ChannelGraph, rng: np.random.Generator, drop_probability:
         units = ~((rng.random(g.channels) < drop_probability) & prunable)
         if not units.any():
             units[rng.integers(g.channels)] = True
+        for member in g.members:  # every tensor of the group keeps at least one channel
+            of_member = graph.unit_index(g, member)
+            if not units[of_member].any():
+                units[of_member[0]] = True
         keep[g.id] = units
     return keep
 

@@ -91,6 +91,7 @@ class CouplingContext:
         self.soft_fixed: set[int] = set()  # fixed only because a reshape chose another dim
         self.producers: list[tuple[int, str]] = []  # (space id, module qualname)
         self.consumers: list[tuple[int, str]] = []
+        self.producer_weights: list[int] = []  # weight spaces along producers' output channels
         self.diagnostics: list[Diagnostic] = []
         self.choices: dict[str, Choice] = {}
         self._choice_selection = choices or {}
@@ -254,11 +255,14 @@ class CouplingContext:
         if space is not None:
             self._covered.add(space)
 
-    def produce(self, space: int | None, module: str) -> None:
-        """``space`` holds the output channels of a layer with its own weights (a producer)."""
+    def produce(self, space: int | None, module: str, weight: int | None = None) -> None:
+        """``space`` holds the output channels of a layer with its own weights (a producer);
+        ``weight`` is the space of the weight dim that makes those channels (for importance scores)."""
         if space is not None:
             self.producers.append((space, module))
             self._covered.add(space)
+            if weight is not None:
+                self.producer_weights.append(weight)
 
     def consume(self, space: int | None, module: str) -> None:
         """``space`` holds the input channels of a layer with its own weights (a consumer)."""

@@ -52,7 +52,7 @@ def convolution(node: fx.Node, ctx: CouplingContext, *, transposed: bool | None 
     for d in range(2, ctx.ndim(w)):
         ctx.fix(ctx.space(w, d), "kernel dim")
     _batch_and_spatial(node, ctx, x, "spatial dim mixed by a convolution")
-    ctx.produce(out_c, module)
+    ctx.produce(out_c, module, weight=None if transposed and groups > 1 else w_out)
     ctx.consume(x_c, module)
 
 
@@ -76,7 +76,7 @@ def linear(node: fx.Node, ctx: CouplingContext) -> None:
     ctx.tie(out_c, ctx.space(w, 0))
     if isinstance(b, fx.Node):
         ctx.tie(ctx.space(b, 0), out_c)
-    ctx.produce(out_c, module)
+    ctx.produce(out_c, module, weight=ctx.space(w, 0))
     ctx.consume(x_c, module)
 
 
