@@ -18,6 +18,7 @@ import torch.fx as fx
 from torch import nn
 
 from .errors import CaptureError
+from .opaque import record_io, replace_with_leaf
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class CaptureInfo:
     input_shapes: tuple[tuple[int, ...], ...]
     dynamic_hw: bool
     model_class: str
+    opaque: tuple[str, ...] = ()  # submodules captured as opaque leaves (channels fixed)
 
 
 def as_inputs(example_inputs: Any) -> tuple[Any, ...]:
@@ -115,6 +117,24 @@ def _own_tensors(gm: fx.GraphModule) -> None:
                 module.register_buffer(name, b.detach().clone(), persistent=name not in module._non_persistent_buffers_set)
 
 
+def _capture_with_leaf(model: nn.Module, inputs: tuple[Any, ...], name: str, error: Exception | None) -> fx.GraphModule | None:
+    """Retry capture with submodule ``name`` as an opaque leaf; None when that does not work either."""
+    out_shape = record_io(model, name, inputs)
+    if out_shape is None:
+        return None
+    replace_with_leaf(model, name, out_shape)
+    try:
+        gm = _export(model, inputs, False)
+    except Exception:  # noqa: BLE001 - the caller reports the original error
+        return None
+    warnings.warn(
+        f"fxprune: torch.export could not capture module '{name}' ({type(error).__name__}); it runs as an opaque "
+        "leaf and its channels are fixed",
+        stacklevel=3,
+    )
+    return gm
+
+
 def _export(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool) -> fx.GraphModule:
     with _quiet_torch_logs():
         program = torch.export.export(
@@ -123,12 +143,17 @@ def _export(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool) -> fx.Grap
     return program.module()
 
 
-def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True) -> fx.GraphModule:
+def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True, opaque_fallback: bool = True) -> fx.GraphModule:
     """Capture ``model`` as an ATen-level ``GraphModule`` with a fake tensor in ``node.meta["val"]``.
 
     The model is deep-copied first, so a failed capture or a forward that mutates its input can
     never damage the caller's model. With ``dynamic_hw`` the height and width of 4-D inputs are
     symbolic where the model allows it (the graph then runs on other image sizes).
+
+    When capture fails inside a submodule that maps one tensor to one tensor and
+    ``opaque_fallback`` is on, the capture is retried (static in H and W) with that submodule as an
+    opaque leaf: a warning names it, and analysis fixes its channels. Otherwise a
+    :class:`CaptureError` names the module.
 
     >>> import torch, fxprune
     >>> gm = fxprune.trace(torch.nn.Conv2d(3, 8, 3, padding=1), torch.randn(1, 3, 16, 16))
@@ -156,6 +181,10 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True) -> 
                 tracker.stack.clear()
     finally:
         tracker.remove()
+    opaque: tuple[str, ...] = ()
+    if gm is None and failed_in and opaque_fallback:
+        gm = _capture_with_leaf(copy_of_model, copies, failed_in, first_error)
+        opaque, dynamic_hw = ((failed_in,), False) if gm is not None else ((), dynamic_hw)
     if gm is None:
         reason = str(first_error).strip().splitlines()[0] if str(first_error).strip() else type(first_error).__name__
         raise CaptureError(
@@ -166,6 +195,6 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True) -> 
         ) from first_error
     _own_tensors(gm)
     gm.meta["fxprune_capture"] = CaptureInfo(
-        tuple(tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor)), dynamic_hw, type(model).__name__
+        tuple(tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor)), dynamic_hw, type(model).__name__, opaque
     )
     return gm

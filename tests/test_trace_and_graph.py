@@ -58,9 +58,40 @@ def test_trace_is_dynamic_in_height_and_width():
 
 def test_capture_error_names_the_module():
     with pytest.raises(fxprune.CaptureError) as info:
-        fxprune.trace(DataDependent(), torch.randn(1, 3, 8, 8))
+        fxprune.trace(DataDependent(), torch.randn(1, 3, 8, 8), opaque_fallback=False)
     assert info.value.module == "branch"
     assert "hint:" in str(info.value)
+
+
+def test_uncapturable_module_becomes_an_opaque_leaf():
+    model, x = DataDependent().eval(), torch.randn(1, 3, 8, 8)
+    with pytest.warns(UserWarning, match="module 'branch'.*opaque leaf"):
+        graph = fxprune.analyze(model, (x,))
+    assert graph.gm.meta["fxprune_capture"].opaque == ("branch",)
+    assert graph.group_of("stem").kind == "fixed"
+    assert any("'branch'" in d.message for d in graph.diagnostics)
+    torch.testing.assert_close(graph.gm(x), model(x))
+
+
+class TwoInputs(nn.Module):
+    def forward(self, x, y):
+        return x if (x * y).sum() > 0 else y
+
+
+def test_no_fallback_for_modules_with_several_inputs():
+    model = Net2()
+    with pytest.raises(fxprune.CaptureError) as info:
+        fxprune.trace(model, torch.randn(1, 3, 8, 8))
+    assert info.value.module == "mix"
+
+
+class Net2(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.mix = TwoInputs()
+
+    def forward(self, x):
+        return self.mix(x, x + 1)
 
 
 @pytest.mark.parametrize("bad", [None, [], "image", 3])
