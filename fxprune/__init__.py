@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .analysis import analyze, build_channel_graph
 from .api import compress
+from .counting import count_macs, count_params
 from .coupling import register_coupling
 from .errors import (
     CaptureError,
@@ -34,6 +35,8 @@ __all__ = [
     "analyze",
     "build_channel_graph",
     "compress",
+    "count_macs",
+    "count_params",
     "register_coupling",
     "trace",
 ]

@@ -7,7 +7,9 @@ import torch.fx as fx
 from torch import nn
 
 from .analysis import analyze
+from .counting import count_macs
 from .errors import SpecError
+from .graph import ChannelGraph
 from .passes.slice_channels import slice_channels
 from .selection import plan_keep
 from .spec import Spec
@@ -18,6 +20,7 @@ def compress(model: nn.Module, spec: Spec | dict, example_inputs: Any) -> fx.Gra
 
     With ``Spec(method="l1", ratio=r)`` every prunable group loses the fraction ``r`` of its units
     with the smallest L1 filter norm (summed over the group's producers), rounded to ``round_to``.
+    With ``macs=m`` one global ratio is searched so the result keeps at most ``m`` of the MACs.
 
     >>> import torch, fxprune
     >>> from fxprune.models import build
@@ -29,8 +32,25 @@ def compress(model: nn.Module, spec: Spec | dict, example_inputs: Any) -> fx.Gra
         spec = Spec.from_dict(spec)
     if not isinstance(spec, Spec):
         raise SpecError("<root>", f"expected fxprune.Spec or a dict, got {type(spec).__name__}")
-    if spec.macs is not None:
-        raise SpecError("macs", "a MAC target is not implemented yet; use ratio")
     graph = analyze(model, example_inputs)
-    keep = plan_keep(graph, spec)
-    return slice_channels(graph, keep)
+    if spec.macs is not None:
+        return _meet_mac_target(graph, spec, example_inputs)
+    return slice_channels(graph, plan_keep(graph, spec))
+
+
+def _meet_mac_target(graph: ChannelGraph, spec: Spec, example_inputs: Any, steps: int = 12) -> fx.GraphModule:
+    """Bisect one global ratio (groups with an override keep theirs) until MACs ≤ ``spec.macs``."""
+    dense = count_macs(graph.gm, example_inputs)
+    low, high = 0.0, 0.999
+    best = slice_channels(graph, plan_keep(graph, spec, ratio=high))
+    if count_macs(best, example_inputs) > spec.macs * dense:
+        raise SpecError("macs", f"cannot reach {spec.macs:.3f} of the MACs: even pruning every prunable unit "
+                        f"keeps {count_macs(best, example_inputs) / dense:.3f} (fixed groups and rounding)")
+    for _ in range(steps):
+        middle = (low + high) / 2
+        candidate = slice_channels(graph, plan_keep(graph, spec, ratio=middle))
+        if count_macs(candidate, example_inputs) <= spec.macs * dense:
+            best, high = candidate, middle
+        else:
+            low = middle
+    return best

@@ -48,3 +48,18 @@ def test_compress_accepts_a_dict_and_rejects_garbage():
     assert params_of(small) < params_of(model)
     with pytest.raises(fxprune.SpecError):
         fxprune.compress(model, "ratio=0.5", (torch.randn(1, 3, 8, 8),))
+
+
+@pytest.mark.parametrize("target", [0.5, 0.3])
+def test_mac_target_is_met(target):
+    model = build("edsr", blocks=2, channels=64).eval()
+    x = torch.randn(1, 3, 16, 16)
+    small = fxprune.compress(model, fxprune.Spec(macs=target, round_to=8), (x,))
+    ratio = fxprune.count_macs(small, (x,)) / fxprune.count_macs(model, (x,))
+    assert ratio <= target
+    assert ratio > target - 0.15  # the search lands near the target, not at a trivial extreme
+
+
+def test_unreachable_mac_target_is_reported():
+    with pytest.raises(fxprune.SpecError, match="macs"):
+        fxprune.compress(build("espcn").eval(), fxprune.Spec(macs=0.01), (torch.randn(1, 3, 8, 8),))
