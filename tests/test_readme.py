@@ -52,3 +52,16 @@ def test_readme_names_the_test_command_ci_runs():
     ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
     assert "pytest -q" in _blocks("bash")[1]
     assert ci.strip().splitlines()[-1] == "pytest -q"
+
+
+@pytest.mark.parametrize("index", range(len(_blocks("yaml"))))
+def test_yaml_spec_block_is_valid_for_edsr(index):
+    import torch
+
+    import fxprune
+    from fxprune.models import build
+    from fxprune.selection import plan_keep
+
+    spec = fxprune.Spec.from_yaml(_blocks("yaml")[index])
+    graph = fxprune.analyze(build("edsr", blocks=2, channels=32).eval(), torch.randn(1, 3, 8, 8))
+    assert plan_keep(graph, spec)
