@@ -15,6 +15,7 @@ from .errors import (
     UnsupportedOpError,
 )
 from .graph import ChannelGraph, Group, Member
+from .passes.export_onnx import ExportReport, OnnxExportError, check_onnx_parity, export_onnx
 from .spec import Spec
 from .trace import trace
 
@@ -23,6 +24,8 @@ __version__ = "0.1.0"
 __all__ = [
     "CaptureError",
     "ChannelGraph",
+    "ExportReport",
+    "OnnxExportError",
     "CheckpointError",
     "FxpruneError",
     "Group",
@@ -37,6 +40,8 @@ __all__ = [
     "compress",
     "count_macs",
     "count_params",
+    "check_onnx_parity",
+    "export_onnx",
     "register_coupling",
     "trace",
 ]

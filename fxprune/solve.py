@@ -110,6 +110,8 @@ def _fixed_components(ctx: CouplingContext, labels: np.ndarray, num_components: 
     for sid in spaces:
         s = ctx.spaces[sid]
         fixed_elements[s.base : s.base + s.size] = True
+    for sid, indices in ctx.fixed_elements:
+        fixed_elements[ctx.spaces[sid].base + indices] = True
     fixed = np.zeros(num_components, bool)
     fixed[labels[fixed_elements]] = True
     return fixed

@@ -88,7 +88,8 @@ class CouplingContext:
         self._tie_b: list[np.ndarray] = []
         self._structural: list[bool] = []
         self.fixed: dict[int, str] = {}  # space id -> reason (whole space fixed)
-        self.soft_fixed: set[int] = set()  # fixed only because a reshape chose another dim
+        self.soft_fixed: set[int] = set()
+        self.fixed_elements: list[tuple[int, np.ndarray]] = []  # (space, element indices) fixed one by one  # fixed only because a reshape chose another dim
         self.producers: list[tuple[int, str]] = []  # (space id, module qualname)
         self.consumers: list[tuple[int, str]] = []
         self.producer_weights: list[int] = []  # weight spaces along producers' output channels
@@ -206,8 +207,16 @@ class CouplingContext:
         idx = np.arange(n)
         self.tie_elements(a, idx, b, idx, structural=structural)
 
-    def tie_offset(self, part: int | None, whole: int | None, offset: int) -> None:
-        """Element k of ``part`` is element ``offset + k`` of ``whole`` (concat / split)."""
+    def tie_offset(self, part: int | None, whole: int | None, offset: int, part_size: int | None = None) -> None:
+        """Element k of ``part`` is element ``offset + k`` of ``whole`` (concat / split).
+
+        A part of size 1 owns no space; pass ``part_size`` so its element of ``whole`` is fixed
+        (dropping it would mean dropping the whole part).
+        """
+        if part is None and whole is not None and part_size == 1:
+            self.fixed_elements.append((whole, np.array([offset])))
+            self._covered.add(whole)
+            return
         if part is None or whole is None:
             return
         n = self.spaces[part].size

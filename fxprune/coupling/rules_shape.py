@@ -178,9 +178,7 @@ def cat(node: fx.Node, ctx: CouplingContext) -> None:
         if size is None or out_space is None:
             fix_everything(node, ctx, "concatenation along a dynamic dim")
             return
-        seg = ctx.space(t, dim)
-        if seg is not None:
-            ctx.tie_offset(seg, out_space, offset)
+        ctx.tie_offset(ctx.space(t, dim), out_space, offset, part_size=size)
         _other_dims(ctx, t, None, node, None, dim)
         offset += size
     ctx.cover(out_space)
@@ -202,7 +200,7 @@ def _split_outputs(node: fx.Node, ctx: CouplingContext, sizes: list[int], dim: i
     whole = ctx.space(x, dim)
     offset = 0
     for i, size in enumerate(sizes):
-        ctx.tie_offset(ctx.space(node, dim, i), whole, offset)
+        ctx.tie_offset(ctx.space(node, dim, i), whole, offset, part_size=size)
         _other_dims(ctx, x, None, node, i, dim)
         offset += size
     ctx.cover(whole)
@@ -260,7 +258,7 @@ def slice_(node: fx.Node, ctx: CouplingContext) -> None:
         ctx.fix(part, "sliced with a dynamic bound or a step")
         return
     start = max(0, min(size, start + size if start < 0 else start))
-    ctx.tie_offset(part, whole, start)
+    ctx.tie_offset(part, whole, start, part_size=ctx.size(node, dim))
     ctx.cover(whole)
 
 
@@ -272,7 +270,7 @@ def narrow(node: fx.Node, ctx: CouplingContext) -> None:
     _other_dims(ctx, x, None, node, None, dim)
     whole, part = ctx.space(x, dim), ctx.space(node, dim)
     if whole is not None and isinstance(start, int):
-        ctx.tie_offset(part, whole, start % ctx.spaces[whole].size)
+        ctx.tie_offset(part, whole, start % ctx.spaces[whole].size, part_size=ctx.size(node, dim))
         ctx.cover(whole)
     else:
         ctx.fix(whole, "narrowed with a dynamic start")
