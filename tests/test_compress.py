@@ -21,6 +21,7 @@ def test_compress_makes_every_zoo_model_smaller(name):
     x = torch.randn(1, 3, 20, 24)
     assert small(x).shape == model(x).shape
     assert params_of(small) < params_of(model)
+    assert fxprune.count_macs(small, (x,)) < fxprune.count_macs(model, (x,))
 
 
 def test_l1_keeps_the_largest_filters_summed_over_the_group():
