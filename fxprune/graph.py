@@ -1,6 +1,7 @@
 """ChannelGraph: the result of channel analysis, with the groups users and passes work on."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Iterator, Literal
 
@@ -93,6 +94,13 @@ class ChannelGraph:
             members=tuple(Member(s.node, s.index, s.dim, s.size, s.param) for s in spaces),
             fixed_reasons=_unique(fixed[int(s)] for s in raw.spaces if int(s) in fixed),
         )
+
+    def rebind(self, gm: fx.GraphModule) -> "ChannelGraph":
+        """The same analysis attached to another GraphModule with the same node and parameter
+        names (e.g. the traced model after its gates were folded)."""
+        other = copy.copy(self)
+        other.gm = gm
+        return other
 
     # ------------------------------------------------------------------ queries
     def __iter__(self) -> Iterator[Group]:

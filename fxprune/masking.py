@@ -72,19 +72,29 @@ def _mask_tensors(graph: ChannelGraph, keep: Mapping[int, np.ndarray]) -> dict[t
     return masks
 
 
-def masked_model(graph: ChannelGraph, keep: Mapping[int, np.ndarray]) -> fx.GraphModule:
-    """A copy of the traced model in which every dropped unit is zero in every tensor of its group."""
-    keep = check_keep(graph, keep)
-    gm = copy.deepcopy(graph.gm)
-    masks = _mask_tensors(graph, keep)
+MASK_BUFFER = "_fxprune_mask_"
+
+
+def insert_channel_masks(
+    gm: fx.GraphModule, graph: ChannelGraph, keep: Mapping[int, np.ndarray], activations_only: bool = False
+) -> fx.GraphModule:
+    """Zero the dropped units of every member tensor of ``gm`` (a graph with ``graph``'s node names), in place.
+
+    ``activations_only`` leaves parameter nodes alone: every parameter acts through an activation
+    of the same group, so masking activations is enough, and it leaves weights free to be
+    re-parametrized (ASSL's gates normalize whole filters).
+    """
+    masks = _mask_tensors(graph, check_keep(graph, keep))
     nodes = {n.name: n for n in gm.graph.nodes}
     for k, ((name, index), mask) in enumerate(masks.items()):
         node = nodes[name]
+        if activations_only and node.op == "get_attr":
+            continue
         targets = [node]
         if isinstance(node.meta.get("val"), (list, tuple)):
             targets = [u for u in node.users if u.target is operator.getitem and u.args[1] == index]
-        buffer = f"_fxprune_mask_{k}"
-        gm.register_buffer(buffer, mask)
+        buffer = f"{MASK_BUFFER}{k}"
+        gm.register_buffer(buffer, mask.to(_device_of(gm)))
         for target in targets:
             with gm.graph.inserting_after(target):
                 mask_node = gm.graph.get_attr(buffer)
@@ -95,3 +105,29 @@ def masked_model(graph: ChannelGraph, keep: Mapping[int, np.ndarray]) -> fx.Grap
     gm.graph.lint()
     gm.recompile()
     return gm
+
+
+def remove_channel_masks(gm: fx.GraphModule) -> fx.GraphModule:
+    """Undo :func:`insert_channel_masks`, in place."""
+    for node in list(gm.graph.nodes):
+        if node.op == "call_function" and node.target is apply_channel_mask:
+            mask_node = node.args[1]
+            node.replace_all_uses_with(node.args[0])
+            gm.graph.erase_node(node)
+            if not mask_node.users:
+                gm.graph.erase_node(mask_node)
+    for name in [b for b, _ in gm.named_buffers() if b.startswith(MASK_BUFFER)]:
+        delattr(gm, name)
+    gm.graph.lint()
+    gm.recompile()
+    return gm
+
+
+def _device_of(gm: fx.GraphModule) -> torch.device:
+    tensor = next(iter(gm.parameters()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
+def masked_model(graph: ChannelGraph, keep: Mapping[int, np.ndarray]) -> fx.GraphModule:
+    """A copy of the traced model in which every dropped unit is zero in every tensor of its group."""
+    return insert_channel_masks(copy.deepcopy(graph.gm), graph, keep)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -64,10 +65,16 @@ def _every_member_keeps_one(graph: ChannelGraph, group: Group, units: np.ndarray
     return units
 
 
-def plan_keep(graph: ChannelGraph, spec: Spec, ratio: float | None = None) -> dict[int, np.ndarray]:
-    """Keep-sets for every prunable group: the highest-scoring units survive.
+Scorer = Callable[[ChannelGraph, Group], np.ndarray]
 
-    ``ratio`` replaces the spec's global ratio (used when searching for a MAC target).
+
+def plan_keep(
+    graph: ChannelGraph, spec: Spec, ratio: float | None = None, scores: Scorer = l1_scores
+) -> dict[int, np.ndarray]:
+    """Keep-sets for every prunable group: the units with the highest ``scores`` survive.
+
+    ``ratio`` replaces the spec's global ratio (used when searching for a MAC target). Groups
+    that keep everything (ratio 0, rounding, a skipped producer) are left out.
     """
     unmatched = spec.unmatched_keys({m: graph.module_types.get(m) for g in graph.groups for m in g.producers})
     if unmatched:
@@ -85,8 +92,8 @@ def plan_keep(graph: ChannelGraph, spec: Spec, ratio: float | None = None) -> di
         if count >= group.channels:
             continue
         prunable = graph.prunable_units(group)
-        scores = np.where(prunable, l1_scores(graph, group), np.inf)  # fixed units always stay
+        unit_scores = np.where(prunable, scores(graph, group), np.inf)  # fixed units always stay
         units = np.zeros(group.channels, bool)
-        units[np.argsort(-scores, kind="stable")[:count]] = True
-        keep[group.id] = _every_member_keeps_one(graph, group, units, scores)
+        units[np.argsort(-unit_scores, kind="stable")[:count]] = True
+        keep[group.id] = _every_member_keeps_one(graph, group, units, unit_scores)
     return keep

@@ -18,7 +18,8 @@ import yaml
 
 from .errors import SpecError
 
-METHODS = ("l1",)
+METHODS = ("l1", "assl")
+ALIGNMENTS = ("joint", "ssa")
 OVERRIDE_FIELDS = ("ratio", "round_to")
 
 
@@ -28,12 +29,31 @@ class Spec:
 
     Args:
         method: ``"l1"``: one-shot pruning by the L1 norm of each unit's producer filters.
+            ``"assl"``: Aligned Structured Sparsity Learning (weight-norm gates, a growing L2
+            penalty on the unimportant gates, then fine-tuning); needs training (``prepare`` /
+            ``convert`` or ``compress(..., train=TrainConfig(...))``).
         ratio: fraction of each group's prunable units removed (0 ≤ ratio < 1).
         macs: instead of one ratio for all groups, keep at most this fraction of the model's MACs
             (0 < macs ≤ 1); ratios are then found per group.
         round_to: kept channels per group are rounded up to a multiple of this (16 suits ONNX
             Runtime on AVX-512 CPUs, 8 is common on GPUs; 1 disables).
         overrides: per-module settings keyed by exact name, ``re:<regex>`` or ``type:ClassName``.
+
+    ASSL fields (the paper's values are the defaults; ``steps`` rescales the whole schedule):
+        align: ``"joint"`` (default): each group's unimportant set is decided once from the
+            scores summed over all its producers, so coupled layers are aligned exactly.
+            ``"ssa"``: the paper's sparsity structure alignment (soft masks, −mean(M·Mᵀ)) runs
+            on coupled groups for ``ssa_steps`` first; their set is then picked jointly.
+        reg_step: Δα, the penalty factor's increment (1e-4).
+        reg_interval: K, steps between increments (20).
+        reg_ceiling: τ, the factor stops growing there (0.5).
+        hold_steps: steps the penalty is held at τ before pruning (43150).
+        ssa_steps: steps of SSA before coupled groups are penalized (10000, our choice; ignored
+            with ``align="joint"``).
+        ssa_weight: weight of the SSA loss (1.0, our choice).
+        finetune_steps: steps of fine-tuning with the pruned channels masked (100000, our choice).
+        steps: if set, every phase (SSA, growth, hold, fine-tuning) is scaled so the schedule
+            takes this many steps in total.
 
     >>> spec = Spec(ratio=0.5, overrides={"tail.0": None, "re:body\\\\.\\\\d+\\\\.conv1": {"ratio": 0.3}})
     >>> Spec.from_yaml(spec.to_yaml()) == spec
@@ -45,10 +65,29 @@ class Spec:
     macs: float | None = None
     round_to: int = 16
     overrides: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)
+    align: str = "joint"
+    reg_step: float = 1e-4
+    reg_interval: int = 20
+    reg_ceiling: float = 0.5
+    hold_steps: int = 43150
+    ssa_steps: int = 10000
+    ssa_weight: float = 1.0
+    finetune_steps: int = 100000
+    steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise SpecError("method", f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.align not in ALIGNMENTS:
+            raise SpecError("align", f"unknown alignment {self.align!r}; choose one of {', '.join(ALIGNMENTS)}")
+        for name in ("reg_step", "reg_ceiling"):
+            _check_positive(name, getattr(self, name))
+        _check_positive("ssa_weight", self.ssa_weight, allow_zero=True)
+        _check_count("reg_interval", self.reg_interval, minimum=1)
+        for name in ("hold_steps", "ssa_steps", "finetune_steps"):
+            _check_count(name, getattr(self, name), minimum=0)
+        if self.steps is not None:
+            _check_count("steps", self.steps, minimum=1)
         _check_ratio("ratio", self.ratio)
         if self.macs is not None and not (isinstance(self.macs, (int, float)) and 0 < self.macs <= 1):
             raise SpecError("macs", f"must be a fraction in (0, 1], got {self.macs!r}")
@@ -128,6 +167,16 @@ class Spec:
 def _check_ratio(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise SpecError(name, f"must be a fraction in [0, 1), got {value!r}")
+
+
+def _check_positive(name: str, value: Any, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not allow_zero):
+        raise SpecError(name, f"must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
+
+
+def _check_count(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SpecError(name, f"must be an integer >= {minimum}, got {value!r}")
 
 
 def _check_round_to(name: str, value: Any) -> None:

@@ -1,0 +1,111 @@
+"""ASSL gates: weight normalization with one learnable scale per output channel.
+
+Every producer weight of a pruned group becomes ``W = γ · V / ‖V‖`` (norm over all dims but the
+output-channel dim), with ``γ`` starting at ``‖V‖`` so the gated model computes what the
+original did. ``V`` stays the original parameter under its original name; the gate is a small
+module called on it, so folding the gate back (:mod:`fxprune.passes.fold_weight_norm`) restores a
+graph whose nodes and parameters carry the original names.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from fxprune.pass_infra import PassBase, PassResult, PostconditionError
+
+GATES = "fxprune_gates"
+
+
+def _filter_norms(weight: torch.Tensor, dim: int) -> torch.Tensor:
+    other = [d for d in range(weight.dim()) if d != dim]
+    return torch.linalg.vector_norm(weight, dim=other) if other else weight.abs()
+
+
+class WeightNormGate(nn.Module):
+    """``forward(V) = γ · V / ‖V‖`` with one ``γ`` per channel of ``dim``.
+
+    >>> v = torch.randn(4, 3, 3, 3)
+    >>> gate = WeightNormGate(v, dim=0)
+    >>> torch.equal(gate(v), v)
+    True
+    """
+
+    def __init__(self, weight: torch.Tensor, dim: int, eps: float = 1e-12):
+        super().__init__()
+        self.dim = dim
+        self.eps = eps
+        self.gamma = nn.Parameter(_filter_norms(weight.detach(), dim).clone())
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        shape = [1] * v.dim()
+        shape[self.dim] = -1
+        factor = self.gamma / _filter_norms(v, self.dim).clamp_min(self.eps)
+        return v * factor.reshape(shape)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.gamma.numel()}, dim={self.dim}"
+
+
+@dataclass(frozen=True)
+class GateSite:
+    """One gated weight: its parameter, the gate module's path, and the bias of its layer."""
+
+    param: str
+    dim: int
+    gate: str
+    bias: str | None
+
+
+def gate_path(param: str) -> str:
+    return f"{GATES}.{param.replace('.', '__')}"
+
+
+def _bias_of(weight_node: fx.Node) -> str | None:
+    """The bias parameter of the op that uses this weight (conv/linear), if it has one."""
+    for user in weight_node.users:
+        schema = getattr(user.target, "_schema", None)
+        if schema is None:
+            continue
+        names = [a.name for a in schema.arguments]
+        if "bias" in names and "weight" in names and user.args[names.index("weight")] is weight_node:
+            position = names.index("bias")
+            bias = user.args[position] if position < len(user.args) else user.kwargs.get("bias")
+            if isinstance(bias, fx.Node) and bias.op == "get_attr":
+                return str(bias.target)
+    return None
+
+
+class InsertAsslGates(PassBase):
+    """Gate the given ``(parameter, output dim)`` weights of a GraphModule, in place."""
+
+    def __init__(self, weights: Iterable[tuple[str, int]]):
+        super().__init__()
+        self.weights = dict(weights)
+        self.sites: list[GateSite] = []
+
+    def call(self, gm: fx.GraphModule) -> PassResult:
+        if not hasattr(gm, GATES):
+            gm.add_module(GATES, nn.Module())
+        getattrs = {n.target: n for n in gm.graph.nodes if n.op == "get_attr"}
+        for param, dim in self.weights.items():
+            node = getattrs.get(param)
+            if node is None:  # a weight that is not read directly (e.g. through a lifted constant) stays ungated
+                continue
+            path = gate_path(param)
+            gm.add_submodule(path, WeightNormGate(gm.get_parameter(param), dim))
+            with gm.graph.inserting_after(node):
+                gated = gm.graph.call_module(path, (node,))
+            node.replace_all_uses_with(gated, delete_user_cb=lambda user: user is not gated)
+            gated.meta = dict(node.meta)
+            self.sites.append(GateSite(param, dim, path, _bias_of(node)))
+        return PassResult(gm, bool(self.sites), {"gates": len(self.sites)})
+
+    def ensures(self, gm: fx.GraphModule) -> None:
+        for site in self.sites:
+            gate = gm.get_submodule(site.gate)
+            if gate.gamma.numel() != gm.get_parameter(site.param).shape[site.dim]:
+                raise PostconditionError(f"{self.name}: gate of {site.param} has the wrong number of channels")
