@@ -6,21 +6,32 @@ from typing import Any
 import torch.fx as fx
 from torch import nn
 
+import dataclasses
+
 from .analysis import analyze
 from .counting import count_macs
 from .errors import SpecError
 from .graph import ChannelGraph
 from .passes.slice_channels import slice_channels
 from .selection import plan_keep
+from .pruner import as_spec, convert, prepare
+from .schedule import AsslSchedule
 from .spec import Spec
+from .train import TrainConfig, infer_scale, train_model
 
 
-def compress(model: nn.Module, spec: Spec | dict, example_inputs: Any) -> fx.GraphModule:
+def compress(
+    model: nn.Module, spec: Spec | dict, example_inputs: Any, train: TrainConfig | None = None
+) -> fx.GraphModule:
     """Compress ``model`` as ``spec`` says and return a plain, smaller GraphModule.
 
     With ``Spec(method="l1", ratio=r)`` every prunable group loses the fraction ``r`` of its units
     with the smallest L1 filter norm (summed over the group's producers), rounded to ``round_to``.
     With ``macs=m`` one global ratio is searched so the result keeps at most ``m`` of the MACs.
+    ``train=TrainConfig(steps=n)`` then fine-tunes the pruned model for ``n`` steps.
+
+    ``Spec(method="assl", ...)`` needs ``train``: the built-in loop runs ``prepare``, the whole
+    schedule (its length is ``spec.steps`` or ``train.steps``) and ``convert``.
 
     >>> import torch, fxprune
     >>> from fxprune.models import build
@@ -28,14 +39,37 @@ def compress(model: nn.Module, spec: Spec | dict, example_inputs: Any) -> fx.Gra
     >>> small.get_parameter("head.weight").shape
     torch.Size([16, 3, 3, 3])
     """
-    if isinstance(spec, dict):
-        spec = Spec.from_dict(spec)
-    if not isinstance(spec, Spec):
-        raise SpecError("<root>", f"expected fxprune.Spec or a dict, got {type(spec).__name__}")
+    spec = as_spec(spec)
+    if train is not None and not isinstance(train, TrainConfig):
+        raise TypeError(f"train must be a fxprune.TrainConfig, got {type(train).__name__}")
+    if spec.method == "assl":
+        return _compress_assl(model, spec, example_inputs, train)
     graph = analyze(model, example_inputs)
-    if spec.macs is not None:
-        return _meet_mac_target(graph, spec, example_inputs)
-    return slice_channels(graph, plan_keep(graph, spec))
+    small = _meet_mac_target(graph, spec, example_inputs) if spec.macs is not None else slice_channels(graph, plan_keep(graph, spec))
+    if train is not None and train.steps:
+        scale = train.scale or infer_scale(small, example_inputs)
+        train_model(small, train, train.steps, scale, description="fine-tune")
+        small.eval()
+    return small
+
+
+def _compress_assl(model: nn.Module, spec: Spec, example_inputs: Any, train: TrainConfig | None) -> fx.GraphModule:
+    if train is None:
+        raise SpecError("method", "'assl' learns which channels to drop, so it needs training: pass "
+                        "train=fxprune.TrainConfig(steps=...) or use fxprune.prepare/convert in your own loop")
+    if spec.steps is None:
+        if not train.steps:
+            raise SpecError("steps", "set Spec.steps or TrainConfig.steps (the paper's full schedule is "
+                            f"{AsslSchedule.from_spec(spec).total} steps)")
+        spec = dataclasses.replace(spec, steps=train.steps)
+    elif train.steps and train.steps != spec.steps:
+        raise SpecError("steps", f"Spec.steps={spec.steps} and TrainConfig.steps={train.steps} disagree; set one")
+    scale = train.scale or infer_scale(model, example_inputs)
+    pruner = prepare(model, spec, example_inputs)
+    status = lambda: {"phase": pruner.phase, "α": round(pruner.alpha(), 4)}  # noqa: E731
+    train_model(pruner.model, train, pruner.schedule.total, scale, extra_loss=pruner.penalty,
+                after_step=pruner.step, status=status, description="assl")
+    return convert(pruner)
 
 
 def _meet_mac_target(graph: ChannelGraph, spec: Spec, example_inputs: Any, steps: int = 12) -> fx.GraphModule:

@@ -22,6 +22,7 @@ from torch import nn
 from .analysis import analyze
 from .errors import CheckpointError, SpecError, StageError
 from .graph import ChannelGraph
+from .graph_mode import enable_train_eval
 from .masking import MASK_BUFFER, insert_channel_masks, remove_channel_masks
 from .passes.assl_regularizer import GatedGroup, gate_scores, si_penalty, ssa_loss
 from .passes.fold_weight_norm import FoldWeightNorm
@@ -257,8 +258,8 @@ def prepare(model: nn.Module, spec: Spec | Mapping[str, Any], example_inputs: An
 def convert(pruner: AsslPruner) -> fx.GraphModule:
     """Fold the gates, drop the unimportant channels and return a plain, smaller GraphModule.
 
-    The result computes what ``pruner.model`` computes once its unimportant channels are masked
-    (which they are from the fine-tuning phase on). Converting before the schedule has finished
+    The result (in eval mode) computes what ``pruner.model`` computes once its unimportant
+    channels are masked (which they are from the fine-tuning phase on). Converting before the schedule has finished
     works, with a warning.
     """
     if not isinstance(pruner, AsslPruner):
@@ -272,6 +273,6 @@ def convert(pruner: AsslPruner) -> fx.GraphModule:
     gm = copy.deepcopy(pruner.model)
     remove_channel_masks(gm)
     gm = FoldWeightNorm()(gm).gm
-    small = slice_channels(pruner.graph.rebind(gm), pruner.keep())
+    small = enable_train_eval(slice_channels(pruner.graph.rebind(gm), pruner.keep()), mode=False)
     small.meta["fxprune"] = {"stage": "converted", "method": "assl", "steps": pruner.step_count}
     return small

@@ -18,6 +18,7 @@ import torch.fx as fx
 from torch import nn
 
 from .errors import CaptureError
+from .graph_mode import enable_train_eval
 from .opaque import record_io, replace_with_leaf
 
 
@@ -45,7 +46,26 @@ def as_inputs(example_inputs: Any) -> tuple[Any, ...]:
 
 def _dynamic_shapes(inputs: Sequence[Any]) -> tuple[Any, ...]:
     auto = torch.export.Dim.AUTO
-    return tuple({2: auto, 3: auto} if isinstance(t, torch.Tensor) and t.dim() == 4 else None for t in inputs)
+    return tuple({0: auto, 2: auto, 3: auto} if _is_image(t) else None for t in inputs)
+
+
+def _is_image(t: Any) -> bool:
+    return isinstance(t, torch.Tensor) and t.dim() == 4
+
+
+def _batch_of_two(inputs: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The inputs with a batch of 2 instead of 1 (export specializes a size-1 dim), or None."""
+    if not any(_is_image(t) and t.shape[0] == 1 for t in inputs):
+        return None
+    return tuple(t.expand(2, *t.shape[1:]).clone() if _is_image(t) and t.shape[0] == 1 else t for t in inputs)
+
+
+def _batch_is_symbolic(gm: fx.GraphModule) -> bool:
+    for node in gm.graph.nodes:
+        val = node.meta.get("val")
+        if node.op == "placeholder" and isinstance(val, torch.Tensor) and val.dim() == 4:
+            return not isinstance(val.shape[0], int)
+    return False
 
 
 class _ModuleTracker:
@@ -136,6 +156,20 @@ def _capture_with_leaf(model: nn.Module, inputs: tuple[Any, ...], name: str, err
 
 
 def _export(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool) -> fx.GraphModule:
+    """Export; when dynamic, the batch is made dynamic too (through an example batch of 2) where the
+    model allows it, so a graph traced on one image trains on batches."""
+    doubled = _batch_of_two(inputs) if dynamic else None
+    if doubled is not None:
+        try:
+            gm = _export_as_is(model, doubled, dynamic)
+            if _batch_is_symbolic(gm):
+                return gm
+        except Exception:  # noqa: BLE001 - fall back to the caller's own batch size
+            pass
+    return _export_as_is(model, inputs, dynamic)
+
+
+def _export_as_is(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool) -> fx.GraphModule:
     with _quiet_torch_logs():
         program = torch.export.export(
             model, inputs, strict=False, dynamic_shapes=_dynamic_shapes(inputs) if dynamic else None
@@ -194,6 +228,7 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True, opa
             "values), or pass an example input of the size the model expects",
         ) from first_error
     _own_tensors(gm)
+    enable_train_eval(gm, mode=model.training)
     gm.meta["fxprune_capture"] = CaptureInfo(
         tuple(tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor)), dynamic_hw, type(model).__name__, opaque
     )

@@ -1,0 +1,70 @@
+"""``train()`` / ``eval()`` for traced GraphModules.
+
+torch.export bakes the module's mode into the graph (the ``training`` flag of ``batch_norm``, the
+``train`` flag of ``dropout``) and its GraphModules refuse ``train()``. fxprune's graphs are
+trained (ASSL fine-tunes them), so they get a ``train(mode)`` that rewrites those flags.
+"""
+from __future__ import annotations
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+aten = torch.ops.aten
+# op -> position of its "training" argument
+MODE_ARGUMENT = {
+    aten.batch_norm.default: 5,
+    aten.dropout.default: 2,
+    aten.feature_dropout.default: 2,
+    aten.alpha_dropout.default: 2,
+}
+
+
+def set_training(gm: fx.GraphModule, mode: bool) -> fx.GraphModule:
+    """Rewrite the mode flags of batch norm and dropout nodes and set ``gm.training``, in place."""
+    changed = False
+    for node in gm.graph.nodes:
+        position = MODE_ARGUMENT.get(node.target)
+        if position is not None and position < len(node.args) and node.args[position] != mode:
+            args = list(node.args)
+            args[position] = mode
+            node.args = tuple(args)
+            changed = True
+    if changed:
+        gm.recompile()
+    nn.Module.train(gm, mode)
+    return gm
+
+
+def _train(self: fx.GraphModule, mode: bool = True) -> fx.GraphModule:
+    return set_training(self, mode)
+
+
+def _eval(self: fx.GraphModule) -> fx.GraphModule:
+    return set_training(self, False)
+
+
+def _install(gm: fx.GraphModule) -> None:
+    for name in ("train", "eval"):
+        gm.__dict__.pop(name, None)  # torch.export's refusal lives on the instance
+    cls = type(gm)
+    if cls is not fx.GraphModule:  # every GraphModule instance has a class of its own
+        cls.train, cls.eval = _train, _eval
+
+
+def enable_train_eval(gm: fx.GraphModule, mode: bool | None = None) -> fx.GraphModule:
+    """Give ``gm`` working ``train()`` / ``eval()`` (also on its deep copies), optionally set a mode.
+
+    >>> import torch, fxprune
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).eval()
+    >>> gm = fxprune.trace(net, torch.randn(1, 3, 8, 8))
+    >>> gm.train().training, any(n.args[5] is True for n in gm.graph.nodes if "batch_norm" in str(n.target))
+    (True, True)
+    """
+    _install(gm)
+    hooks = gm.__dict__.setdefault("_deepcopy_hooks", [])
+    if _install not in hooks:  # a deep copy gets a class of its own: install there too
+        hooks.append(_install)
+    if mode is not None:
+        set_training(gm, mode)
+    return gm
