@@ -17,7 +17,7 @@ from .selection import plan_keep
 from .pruner import as_spec, convert, prepare
 from .schedule import AsslSchedule
 from .spec import Spec
-from .train import TrainConfig, infer_scale, train_model
+from .train import TrainConfig, check_task, infer_scale, train_model
 
 
 def compress(
@@ -65,6 +65,7 @@ def _compress_assl(model: nn.Module, spec: Spec, example_inputs: Any, train: Tra
     elif train.steps and train.steps != spec.steps:
         raise SpecError("steps", f"Spec.steps={spec.steps} and TrainConfig.steps={train.steps} disagree; set one")
     scale = train.scale or infer_scale(model, example_inputs)
+    check_task(train, scale)
     pruner = prepare(model, spec, example_inputs)
     status = lambda: {"phase": pruner.phase, "α": round(pruner.alpha(), 4)}  # noqa: E731
     train_model(pruner.model, train, pruner.schedule.total, scale, extra_loss=pruner.penalty,

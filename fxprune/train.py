@@ -107,10 +107,13 @@ def infer_scale(model: nn.Module, example_inputs: Any) -> int:
     return y.shape[-2] // x.shape[-2]
 
 
-def loader_for(config: TrainConfig, scale: int, steps: int) -> DataLoader:
+def check_task(config: TrainConfig, scale: int) -> None:
     if (config.task == "sr") != (scale > 1):
         raise SpecError("train.task", f"task {config.task!r} does not fit a model with scale {scale}: "
                         "use 'sr' for upscaling models, 'denoise' or 'deblur' for same-size ones")
+
+
+def loader_for(config: TrainConfig, scale: int, steps: int) -> DataLoader:
     dataset = RestorationDataset(
         config.data, task=config.task, scale=scale if config.task == "sr" else 2,
         patch_size=config.patch_size, length=max(1, steps) * config.batch_size, seed=config.seed, sigma=config.sigma,
@@ -142,6 +145,7 @@ def train_model(
     ``after_step`` runs after each optimizer step (e.g. ``pruner.step``); ``status`` adds fields
     to the progress bar. Evaluates every ``config.eval_every`` steps and at the end.
     """
+    check_task(config, scale)
     device = config.device_obj()
     torch.manual_seed(config.seed)
     model.to(device).train()
