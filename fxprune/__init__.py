@@ -18,6 +18,7 @@ from .graph import ChannelGraph, Group, Member
 from .passes.export_onnx import ExportReport, OnnxExportError, check_onnx_parity, export_onnx
 from .spec import Spec
 from .trace import trace
+from .viz import visualize
 
 __version__ = "0.1.0"
 
@@ -44,4 +45,5 @@ __all__ = [
     "export_onnx",
     "register_coupling",
     "trace",
+    "visualize",
 ]

@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arguments(p)
     p.add_argument("--strict", action="store_true", help="fail on an op without a coupling rule instead of fixing it")
     p.set_defaults(run=_cmd_analyze)
+    from .viz import add_graph_command  # `fxprune graph MODEL -o coupled.html`: the interactive page
+    add_graph_command(sub)
     return parser
 
 
