@@ -9,9 +9,8 @@ from torch import nn
 import dataclasses
 
 from .analysis import analyze
-from .counting import count_macs
+from .budget import ratio_for_macs
 from .errors import SpecError
-from .graph import ChannelGraph
 from .passes.slice_channels import slice_channels
 from .selection import plan_keep
 from .pruner import as_spec, convert, prepare
@@ -45,7 +44,8 @@ def compress(
     if spec.method == "assl":
         return _compress_assl(model, spec, example_inputs, train)
     graph = analyze(model, example_inputs)
-    small = _meet_mac_target(graph, spec, example_inputs) if spec.macs is not None else slice_channels(graph, plan_keep(graph, spec))
+    ratio = ratio_for_macs(graph, spec, example_inputs) if spec.macs is not None else None
+    small = slice_channels(graph, plan_keep(graph, spec, ratio=ratio))
     if train is not None and train.steps:
         scale = train.scale or infer_scale(small, example_inputs)
         train_model(small, train, train.steps, scale, description="fine-tune")
@@ -71,21 +71,3 @@ def _compress_assl(model: nn.Module, spec: Spec, example_inputs: Any, train: Tra
     train_model(pruner.model, train, pruner.schedule.total, scale, extra_loss=pruner.penalty,
                 after_step=pruner.step, status=status, description="assl")
     return convert(pruner)
-
-
-def _meet_mac_target(graph: ChannelGraph, spec: Spec, example_inputs: Any, steps: int = 12) -> fx.GraphModule:
-    """Bisect one global ratio (groups with an override keep theirs) until MACs ≤ ``spec.macs``."""
-    dense = count_macs(graph.gm, example_inputs)
-    low, high = 0.0, 0.999
-    best = slice_channels(graph, plan_keep(graph, spec, ratio=high))
-    if count_macs(best, example_inputs) > spec.macs * dense:
-        raise SpecError("macs", f"cannot reach {spec.macs:.3f} of the MACs: even pruning every prunable unit "
-                        f"keeps {count_macs(best, example_inputs) / dense:.3f} (fixed groups and rounding)")
-    for _ in range(steps):
-        middle = (low + high) / 2
-        candidate = slice_channels(graph, plan_keep(graph, spec, ratio=middle))
-        if count_macs(candidate, example_inputs) <= spec.macs * dense:
-            best, high = candidate, middle
-        else:
-            low = middle
-    return best

@@ -10,6 +10,7 @@ of the activations, so fine-tuning trains exactly the model that ``convert`` wil
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 from typing import Any, Mapping
 
@@ -20,6 +21,7 @@ import torch.fx as fx
 from torch import nn
 
 from .analysis import analyze
+from .budget import ratio_for_macs
 from .errors import CheckpointError, SpecError, StageError
 from .graph import ChannelGraph
 from .graph_mode import enable_train_eval
@@ -232,9 +234,9 @@ def prepare(model: nn.Module, spec: Spec | Mapping[str, Any], example_inputs: An
     spec = as_spec(spec)
     if spec.method != "assl":
         raise SpecError("method", f"prepare() trains a method; {spec.method!r} is one-shot: use fxprune.compress")
-    if spec.macs is not None:
-        raise SpecError("macs", "a MAC target is not supported with method 'assl' yet; use ratio")
     graph = analyze(model, example_inputs)
+    if spec.macs is not None:  # MACs depend on the kept counts only: fix one ratio now
+        spec = dataclasses.replace(spec, ratio=ratio_for_macs(graph, spec, example_inputs), macs=None)
     plan = plan_keep(graph, spec)
     gm = copy.deepcopy(graph.gm)
     weights = [w for gid in plan for w in graph.groups[gid].producer_weights]
