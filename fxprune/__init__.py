@@ -9,12 +9,14 @@ from .errors import (
     CaptureError,
     CheckpointError,
     FxpruneError,
+    InferenceError,
     ParityError,
     SpecError,
     StageError,
     UnsupportedOpError,
 )
 from .graph import ChannelGraph, Group, Member
+from .model_io import load, save
 from .passes.export_onnx import ExportReport, OnnxExportError, check_onnx_parity, export_onnx
 from .spec import Spec
 from .trace import trace
@@ -29,6 +31,7 @@ __all__ = [
     "OnnxExportError",
     "CheckpointError",
     "FxpruneError",
+    "InferenceError",
     "Group",
     "Member",
     "ParityError",
@@ -43,7 +46,9 @@ __all__ = [
     "count_params",
     "check_onnx_parity",
     "export_onnx",
+    "load",
     "register_coupling",
+    "save",
     "trace",
     "visualize",
 ]

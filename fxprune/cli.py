@@ -20,7 +20,12 @@ from .errors import FxpruneError
 
 
 def load_model(spec: str, options: dict) -> nn.Module:
-    """Build a zoo model by name, or import ``package.module:Class`` and call it with ``options``."""
+    """Build a zoo model by name, or import ``package.module:Class`` and call it with ``options``,
+    or load a saved fxprune model file (``.pt2``, see :func:`fxprune.save`)."""
+    from .cli_runtime import is_saved_model, load_saved
+
+    if is_saved_model(spec):
+        return load_saved(spec, options)
     if ":" in spec:
         module_name, _, attr = spec.partition(":")
         try:
@@ -67,6 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arguments(p)
     p.add_argument("--strict", action="store_true", help="fail on an op without a coupling rule instead of fixing it")
     p.set_defaults(run=_cmd_analyze)
+    from . import cli_runtime  # export / infer (command bodies live in cli_runtime.py)
+    p = sub.add_parser("export", help="export a zoo model or a saved .pt2 model to ONNX, checked in ONNX Runtime")
+    _model_arguments(p)
+    p.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="the ONNX file to write")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
+    p.add_argument("--static", action="store_true", help="fix height/width to --input-size instead of dynamic")
+    p.set_defaults(run=cli_runtime.cmd_export, input_size=None)  # None: a saved model's own size, else 32 32
+    p = sub.add_parser("infer", help="run an ONNX model on an image (PNG) tile by tile in ONNX Runtime")
+    p.add_argument("model", metavar="MODEL.onnx", help="ONNX model file (from fxprune export)")
+    p.add_argument("input", metavar="IN.png", help="input image")
+    p.add_argument("output", metavar="OUT.png", help="output image to write")
+    p.add_argument("--tile", type=int, default=128, help="input tile size in px, context included (default 128)")
+    p.add_argument("--overlap", type=int, default=16, help="context px on each inner side of a tile (default 16)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: one per core)")
+    p.set_defaults(run=cli_runtime.cmd_infer)
     from .viz import add_graph_command  # `fxprune graph MODEL -o coupled.html`: the interactive page
     add_graph_command(sub)
     return parser

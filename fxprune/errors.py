@@ -47,3 +47,7 @@ class CheckpointError(FxpruneError):
 
 class ParityError(FxpruneError):
     """Two implementations that must agree (masked vs sliced, ONNX Runtime vs PyTorch) did not."""
+
+
+class InferenceError(FxpruneError):
+    """An ONNX model file could not be opened, or failed to run, in ONNX Runtime."""

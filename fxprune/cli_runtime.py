@@ -1,0 +1,123 @@
+"""Bodies of the ``fxprune export`` and ``fxprune infer`` commands (registered in :mod:`fxprune.cli`).
+
+``fxprune export MODEL -o model.onnx`` exports a zoo model or a saved fxprune model file (``.pt2``)
+to ONNX with :func:`fxprune.export_onnx` (which checks the file in ONNX Runtime against PyTorch);
+``fxprune infer model.onnx in.png out.png`` runs an ONNX model on an image, tile by tile.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from torch import nn
+
+from .errors import FxpruneError
+
+__all__ = ["load_saved", "cmd_export", "cmd_infer"]
+
+
+def is_saved_model(spec: str) -> bool:
+    """Whether a MODEL argument names a saved fxprune model file rather than a zoo name or a class.
+
+    >>> is_saved_model("edsr"), is_saved_model("out/small.pt2"), is_saved_model("pkg.mod:Net")
+    (False, True, False)
+    """
+    return spec.endswith(".pt2") or (":" not in spec and os.path.isfile(spec))
+
+
+def load_saved(path: str, options: dict) -> nn.Module:
+    """Load a saved fxprune model file for a command; zoo options cannot apply to it.
+
+    >>> load_saved("missing.pt2", {})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    fxprune.errors.CheckpointError: no fxprune model file at 'missing.pt2'; ...
+    """
+    from .model_io import load
+
+    if options:
+        raise FxpruneError(f"--kwargs/--blocks/--channels/--scale ({', '.join(sorted(options))}) do not apply to "
+                           f"the saved model file '{path}'; its architecture is fixed")
+    return load(path)
+
+
+def _oserror(error: OSError) -> FxpruneError:
+    return FxpruneError(str(error) if str(error) else f"{type(error).__name__}")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``fxprune export``: build or load the model, export it to ONNX, check parity, print a summary."""
+    from .cli import _build_from_args
+    from .model_io import read_metadata
+    from .passes.export_onnx import OnnxExportError, export_onnx
+
+    try:
+        saved = read_metadata(args.model) if is_saved_model(args.model) else None
+        if saved is not None and not saved.get("dynamic_hw", True) and not args.static:
+            print(f"note: '{args.model}' was saved with a static height/width; exporting with --static")
+            args.static = True
+        if args.input_size is None:  # a saved model's own example size, else 32 32
+            shape = saved.get("example_input_shape") if saved is not None else None
+            ok = isinstance(shape, list) and len(shape) == 4
+            args.input_size = (int(shape[2]), int(shape[3])) if ok else (32, 32)
+        if any(s < 1 for s in args.input_size):
+            raise FxpruneError(f"--input-size must be positive, got {args.input_size[0]} {args.input_size[1]}")
+        model, x = _build_from_args(args)
+        output = Path(args.output)
+        if output.suffix != ".onnx":
+            raise FxpruneError(f"the output file must end in .onnx, got '{output}'")
+        start = time.perf_counter()
+        try:
+            report = export_onnx(model, output, (x,), dynamic_hw=not args.static, opset=args.opset)
+        except OnnxExportError as error:
+            if "captured with a static height/width" in str(error):
+                raise FxpruneError(f"'{args.model}' was saved with a static height/width; pass --static "
+                                   "(and --input-size H W of the saved size)") from error
+            raise
+        elapsed = time.perf_counter() - start
+    except OSError as error:
+        raise _oserror(error) from error
+    size = output.stat().st_size
+    shapes = ", ".join("x".join(map(str, s)) for s in report.checked_shapes) or "-"
+    parity = (f"max abs error {report.max_abs_error:.3g} (tolerance {report.tolerance:.3g}) on inputs {shapes}"
+              if report.max_abs_error is not None else "not checked")
+    print(f"wrote {report.path}")
+    print(f"  opset {report.opset}, {'static' if args.static else 'dynamic'} height/width, exporter {report.exporter}, "
+          f"{size / 1e6:.3f} MB ({size} bytes), {elapsed:.1f} s")
+    print(f"  ONNX Runtime vs PyTorch: {parity}")
+    return 0
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    """``fxprune infer``: run an ONNX model on an image with tiling and write the result."""
+    from .runtime import open_session, read_image, run_tiled, session_tile, tile_windows, write_image
+
+    try:
+        session = open_session(args.model, threads=args.threads)
+        image = read_image(args.input)
+        height, width = image.shape[:2]
+        shape = list(session.get_inputs()[0].shape)
+        if len(shape) != 4:
+            raise FxpruneError(f"the ONNX model takes a {len(shape)}-D input; infer needs an image model (NxCxHxW)")
+        if isinstance(shape[1], int) and shape[1] != 3:
+            raise FxpruneError(f"the ONNX model takes {shape[1]} input channels; infer feeds RGB images (3 channels)")
+        tile = session_tile(session, args.tile)
+        if isinstance(tile, tuple) and (height < tile[0] or width < tile[1]):
+            raise FxpruneError(f"the ONNX model has a fixed input size {tile[0]}x{tile[1]} (exported with --static) "
+                               f"but the image is {height}x{width}; export it without --static")
+        tile_h, tile_w = tile if isinstance(tile, tuple) else (tile, tile)
+        tiles = len(tile_windows(height, tile_h, args.overlap)) * len(tile_windows(width, tile_w, args.overlap))
+        start = time.perf_counter()
+        result = run_tiled(session, image, tile=tile, overlap=args.overlap)
+        elapsed = time.perf_counter() - start
+        write_image(args.output, result)
+    except OSError as error:
+        raise _oserror(error) from error
+    out_h, out_w = result.shape[:2]
+    print(f"input  {args.input}: {height}x{width} (HxW)")
+    print(f"output {args.output}: {out_h}x{out_w} (HxW), scale {out_h // height}")
+    print(f"{tiles} tile(s) of {tile_h}x{tile_w} px with {args.overlap} px overlap, "
+          f"{session.get_providers()[0]}, {elapsed:.3f} s")
+    return 0

@@ -1,0 +1,279 @@
+"""Save and load compressed models as fxprune model files (``.pt2``), without arbitrary pickle.
+
+A model file is a ``torch.export`` archive (``torch.export.save``): the ATen graph as JSON and the
+weights as raw tensor data, so loading it runs no code from the file and needs neither fxprune's
+nor the original model's classes. The model is re-exported with dynamic height and width (and
+batch, where the model allows it) so the loaded module runs on any image size the original did.
+
+fxprune adds one extra file to the archive, ``extra/fxprune.json``::
+
+    {"format": "fxprune-model", "format_version": 1, "fxprune_version": "0.1.0",
+     "torch_version": "2.13.0+cpu", "model_class": "EDSR", "example_input_shape": [1, 3, 32, 32],
+     "dynamic_hw": true, "dynamic_batch": false, "report": {...} or null}
+
+A missing, truncated, corrupt or foreign file raises :class:`fxprune.errors.CheckpointError`
+naming the path and the fix.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import types
+import zipfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from .errors import CheckpointError
+from .trace import _quiet_torch_logs, as_inputs
+
+__all__ = ["save", "load", "read_metadata", "FORMAT", "FORMAT_VERSION", "SUFFIX"]
+
+FORMAT = "fxprune-model"
+FORMAT_VERSION = 1
+SUFFIX = ".pt2"
+_EXTRA = "fxprune.json"
+
+
+def _path(path: Any) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    return Path(path)
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Export in eval mode and restore every flag; exported GraphModules refuse ``train()``/``eval()``."""
+    flags = [(m, m.training) for m in model.modules()]
+    for m, _ in flags:
+        m.training = False
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def _static_batch(model: nn.Module) -> bool:
+    """A GraphModule captured by torch.export with a concrete batch size cannot take another one."""
+    if not isinstance(model, fx.GraphModule):
+        return False
+    for node in model.graph.nodes:
+        if node.op == "placeholder":
+            val = node.meta.get("val")
+            if isinstance(val, torch.Tensor) and val.dim() == 4 and _concrete(val.shape[0]):
+                return True
+    return False
+
+
+def _export(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[torch.export.ExportedProgram, bool, bool]:
+    """Export with dynamic batch+H+W, else dynamic H+W, else static; returns (program, dyn_hw, dyn_batch)."""
+    auto = torch.export.Dim.AUTO
+    four_d = [isinstance(t, torch.Tensor) and t.dim() == 4 for t in inputs]
+    attempts: list[tuple[bool, bool]] = []
+    if any(four_d) and not _static_batch(model):
+        attempts.append((True, True))
+    if any(four_d):
+        attempts.append((True, False))
+    attempts.append((False, False))
+    errors = []
+    for dynamic_hw, dynamic_batch in attempts:
+        args = inputs
+        if dynamic_batch:  # a batch of 1 would be specialized (0/1 specialization)
+            args = tuple(t.expand(2, *t.shape[1:]).contiguous() if d and t.shape[0] == 1 else t
+                         for t, d in zip(inputs, four_d))
+        dims: dict[int, Any] = ({0: auto} if dynamic_batch else {}) | ({2: auto, 3: auto} if dynamic_hw else {})
+        shapes = tuple(dict(dims) if d and dims else None for d in four_d)
+        try:
+            with _quiet_torch_logs(), _eval_mode(model):
+                program = torch.export.export(model, args, dynamic_shapes=shapes, strict=False)
+        except Exception as error:  # noqa: BLE001 - reported below if every attempt fails
+            errors.append(f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}")
+            continue
+        return program, dynamic_hw and _is_dynamic(program), dynamic_batch and _is_dynamic(program, 0)
+    raise CheckpointError(f"cannot save {type(model).__name__}: torch.export failed ({errors[-1]})")
+
+
+def _is_dynamic(program: torch.export.ExportedProgram, axis: int | None = None) -> bool:
+    """Whether the first 4-D user input kept symbolic H and W (or the dim ``axis``) after export."""
+    for node in program.graph.nodes:
+        if node.op != "placeholder" or node.name not in program.graph_signature.user_inputs:
+            continue
+        val = node.meta.get("val")
+        if isinstance(val, torch.Tensor) and val.dim() == 4:
+            axes = (axis,) if axis is not None else (2, 3)
+            return not any(_concrete(val.shape[a]) for a in axes)
+    return False
+
+
+def _concrete(size: Any) -> bool:
+    """An int, or a SymInt that export specialized to a constant (e.g. ``Dim.AUTO`` pinned by broadcasting)."""
+    from torch.fx.experimental.symbolic_shapes import is_concrete_int
+
+    return is_concrete_int(size)
+
+
+def save(model: nn.Module, path: str | os.PathLike, example_inputs: Any, *,
+         report: dict[str, Any] | None = None) -> Path:
+    """Save ``model`` (a GraphModule from :func:`fxprune.compress` or any ``nn.Module``) to ``path``.
+
+    The model is re-exported with ``torch.export`` on ``example_inputs`` with dynamic height and
+    width (falling back to static sizes when the model does not allow dynamic ones; the metadata
+    says which) in eval mode, and written with ``torch.export.save`` plus fxprune metadata (see
+    the module docstring). ``report`` is an optional JSON-serializable dict stored with it. The
+    file is written atomically; ``path`` must end in ``.pt2``. Returns the path.
+
+    >>> import os, tempfile, torch, fxprune
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU())
+    >>> path = fxprune.save(net, os.path.join(tempfile.mkdtemp(), "net.pt2"), (torch.randn(1, 3, 16, 16),))
+    >>> fxprune.load(path)(torch.randn(1, 3, 20, 24)).shape
+    torch.Size([1, 8, 20, 24])
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    target = _path(path)
+    if target.suffix != SUFFIX:
+        raise ValueError(f"fxprune model files end in {SUFFIX}, got '{target}'")
+    if target.is_dir():
+        raise ValueError(f"path must name a file, got the directory '{target}'")
+    inputs = as_inputs(example_inputs)
+    try:
+        report_json = json.loads(json.dumps(report)) if report is not None else None
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"report must be a JSON-serializable dict: {error}") from error
+    if report is not None and not isinstance(report, dict):
+        raise TypeError(f"report must be a dict or None, got {type(report).__name__}")
+    program, dynamic_hw, dynamic_batch = _export(model, inputs)
+    from . import __version__
+
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "fxprune_version": __version__,
+        "torch_version": torch.__version__,
+        "model_class": type(model).__name__,
+        "example_input_shape": next((list(t.shape) for t in inputs if isinstance(t, torch.Tensor)), None),
+        "dynamic_hw": dynamic_hw,
+        "dynamic_batch": dynamic_batch,
+        "report": report_json,
+    }
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        with _quiet_torch_logs():
+            torch.export.save(program, str(partial), extra_files={_EXTRA: json.dumps(metadata)})
+        os.replace(partial, target)
+    finally:
+        if partial.exists():
+            partial.unlink()
+    return target
+
+
+def _fix(target: Path) -> str:
+    return f"save it again with fxprune.save(model, '{target.name}', example_inputs)"
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """Check that ``path`` is an intact fxprune model file and return its metadata dict.
+
+    Raises :class:`~fxprune.errors.CheckpointError` for a missing, truncated or corrupt file, a
+    ``.pt2`` archive that fxprune did not write, or a newer format version.
+
+    >>> import os, tempfile, torch, fxprune
+    >>> from fxprune.model_io import read_metadata
+    >>> path = fxprune.save(torch.nn.Conv2d(3, 3, 1), os.path.join(tempfile.mkdtemp(), "m.pt2"), torch.randn(1, 3, 8, 8))
+    >>> meta = read_metadata(path)
+    >>> meta["format_version"], meta["example_input_shape"], meta["dynamic_hw"]
+    (1, [1, 3, 8, 8], True)
+    """
+    target = _path(path)
+    if not target.is_file():
+        raise CheckpointError(f"no fxprune model file at '{target}'; create one with fxprune.save(model, path, example_inputs)")
+    try:
+        with zipfile.ZipFile(target) as archive:
+            names = archive.namelist()
+            bad = archive.testzip()
+            if bad is not None:
+                raise zipfile.BadZipFile(f"CRC mismatch in member {bad}")
+            extra = [n for n in names if n == f"extra/{_EXTRA}" or n.endswith(f"/extra/{_EXTRA}")]
+            is_pt2 = any(n == "archive_format" or n.endswith("/archive_format") for n in names)
+            raw = archive.read(extra[0]) if extra and is_pt2 else None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise CheckpointError(
+            f"'{target}' is not a readable fxprune model file ({error}); it is truncated or corrupt: {_fix(target)}"
+        ) from error
+    if raw is None:
+        raise CheckpointError(
+            f"'{target}' is a zip archive but not an fxprune model file (no fxprune metadata); {_fix(target)}"
+        )
+    try:
+        metadata = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"'{target}' has corrupt fxprune metadata ({error}); {_fix(target)}") from error
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise CheckpointError(f"'{target}' is not an fxprune model file (unknown metadata); {_fix(target)}")
+    version = metadata.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"'{target}' has fxprune model format {version!r}, this fxprune ({_version()}) reads up to "
+            f"{FORMAT_VERSION}; upgrade fxprune (the file was written by fxprune {metadata.get('fxprune_version')})"
+        )
+    return metadata
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _inference_only(module: fx.GraphModule) -> fx.GraphModule:
+    """The exported graph is baked in eval mode: make ``eval()`` a no-op and ``train()`` say why it fails."""
+
+    def _eval(self: nn.Module) -> nn.Module:
+        return self
+
+    def _train(self: nn.Module, mode: bool = True) -> nn.Module:
+        if mode:
+            raise NotImplementedError("a model loaded with fxprune.load is an exported inference graph; "
+                                      "it cannot be switched to training mode")
+        return self
+
+    module.eval = types.MethodType(_eval, module)  # type: ignore[method-assign]
+    module.train = types.MethodType(_train, module)  # type: ignore[method-assign]
+    return module
+
+
+def load(path: str | os.PathLike) -> nn.Module:
+    """Load an fxprune model file written by :func:`save` as a plain module (a ``GraphModule``).
+
+    The module needs nothing from fxprune or the original model's code, runs in inference mode
+    (``eval()`` is a no-op, ``train()`` raises) and, where the file says ``dynamic_hw``, on any
+    image height and width the original model accepted. Its metadata is at
+    ``module.meta["fxprune_saved"]``. Errors: see :func:`read_metadata`.
+
+    >>> import os, tempfile, torch, fxprune
+    >>> path = fxprune.save(torch.nn.Conv2d(3, 4, 3), os.path.join(tempfile.mkdtemp(), "m.pt2"), torch.randn(1, 3, 8, 8))
+    >>> model = fxprune.load(path)
+    >>> model.meta["fxprune_saved"]["model_class"], model(torch.randn(1, 3, 10, 12)).shape
+    ('Conv2d', torch.Size([1, 4, 8, 10]))
+    """
+    metadata = read_metadata(path)
+    target = _path(path)
+    try:
+        with _quiet_torch_logs():
+            program = torch.export.load(str(target))
+            module = program.module()
+    except Exception as error:  # noqa: BLE001 - every deserialization failure means the same to the user
+        text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise CheckpointError(
+            f"cannot load the fxprune model '{target}' ({type(error).__name__}: {text}); the file may come from an "
+            f"incompatible torch (written with torch {metadata.get('torch_version')}, this is {torch.__version__}): "
+            f"{_fix(target)}"
+        ) from error
+    module.meta["fxprune_saved"] = metadata
+    return _inference_only(module)
