@@ -18,13 +18,18 @@ from .errors import (
 from .graph import ChannelGraph, Group, Member
 from .model_io import load, save
 from .passes.export_onnx import ExportReport, OnnxExportError, check_onnx_parity, export_onnx
+from .pruner import AsslPruner, convert, prepare
 from .spec import Spec
+from .train import TrainConfig
 from .trace import trace
 from .viz import visualize
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsslPruner",
+    "convert",
+    "prepare",
     "CaptureError",
     "ChannelGraph",
     "ExportReport",
@@ -36,6 +41,7 @@ __all__ = [
     "Member",
     "ParityError",
     "Spec",
+    "TrainConfig",
     "SpecError",
     "StageError",
     "UnsupportedOpError",

@@ -12,6 +12,7 @@ from .analysis import analyze
 from .budget import ratio_for_macs
 from .errors import SpecError
 from .passes.slice_channels import slice_channels
+from .record import stamp
 from .selection import plan_keep
 from .pruner import as_spec, convert, prepare
 from .schedule import AsslSchedule
@@ -45,10 +46,12 @@ def compress(
         return _compress_assl(model, spec, example_inputs, train)
     graph = analyze(model, example_inputs)
     ratio = ratio_for_macs(graph, spec, example_inputs) if spec.macs is not None else None
-    small = slice_channels(graph, plan_keep(graph, spec, ratio=ratio))
+    keep = plan_keep(graph, spec, ratio=ratio)
+    small = stamp(slice_channels(graph, keep), graph, keep, spec)
     if train is not None and train.steps:
         scale = train.scale or infer_scale(small, example_inputs)
-        train_model(small, train, train.steps, scale, description="fine-tune")
+        log = train_model(small, train, train.steps, scale, description="fine-tune")
+        small.meta["fxprune"]["train"] = log.as_dict()
         small.eval()
     return small
 
@@ -68,6 +71,8 @@ def _compress_assl(model: nn.Module, spec: Spec, example_inputs: Any, train: Tra
     check_task(train, scale)
     pruner = prepare(model, spec, example_inputs)
     status = lambda: {"phase": pruner.phase, "α": round(pruner.alpha(), 4)}  # noqa: E731
-    train_model(pruner.model, train, pruner.schedule.total, scale, extra_loss=pruner.penalty,
-                after_step=pruner.step, status=status, description="assl")
-    return convert(pruner)
+    log = train_model(pruner.model, train, pruner.schedule.total, scale, extra_loss=pruner.penalty,
+                      after_step=pruner.step, status=status, description="assl")
+    small = convert(pruner)
+    small.meta["fxprune"]["train"] = log.as_dict()
+    return small

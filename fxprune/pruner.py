@@ -31,6 +31,7 @@ from .passes.fold_weight_norm import FoldWeightNorm
 from .passes.insert_assl_gates import InsertAsslGates
 from .passes.slice_channels import slice_channels
 from .schedule import AsslSchedule
+from .record import stamp
 from .selection import plan_keep
 from .spec import Spec
 
@@ -276,5 +277,4 @@ def convert(pruner: AsslPruner) -> fx.GraphModule:
     remove_channel_masks(gm)
     gm = FoldWeightNorm()(gm).gm
     small = enable_train_eval(slice_channels(pruner.graph.rebind(gm), pruner.keep()), mode=False)
-    small.meta["fxprune"] = {"stage": "converted", "method": "assl", "steps": pruner.step_count}
-    return small
+    return stamp(small, pruner.graph, pruner.keep(), pruner.spec, steps=pruner.step_count)

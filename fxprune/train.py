@@ -96,6 +96,10 @@ class TrainLog:
     def final(self) -> dict[str, float]:
         return self.evals[-1][1] if self.evals else {}
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "loss": self.loss, "alpha": self.alpha,
+                "evals": [{"step": step, **scores} for step, scores in self.evals]}
+
 
 def infer_scale(model: nn.Module, example_inputs: Any) -> int:
     """Output height over input height of one forward (1 for denoising/deblurring nets)."""
