@@ -9,6 +9,7 @@ import argparse
 import importlib
 import json
 import sys
+import warnings
 from typing import Sequence
 
 import torch
@@ -89,10 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cli_runtime.cmd_infer)
     from .viz import add_graph_command  # `fxprune graph MODEL -o coupled.html`: the interactive page
     add_graph_command(sub)
+    from .cli_compress import add_commands  # compress / demo
+
+    add_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # torch's pytree deprecation notice fires inside deepcopy of exported graphs; it is not the user's concern
+    warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec.*")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -37,9 +37,20 @@ def stamp(gm: fx.GraphModule, graph: ChannelGraph, keep: Mapping[int, np.ndarray
         "method": spec.method,
         "spec": spec.to_dict(),
         "groups": group_rows(graph, keep),
+        "keep": {int(gid): np.flatnonzero(units).tolist() for gid, units in keep.items()},
         **extra,
     }
     return gm
+
+
+def keep_of(record: dict[str, Any], graph: ChannelGraph) -> dict[int, np.ndarray]:
+    """The keep-set (bool per unit) stored in a record, for the graph it was made on."""
+    keep = {}
+    for gid, kept in record.get("keep", {}).items():
+        units = np.zeros(graph.groups[int(gid)].channels, bool)
+        units[kept] = True
+        keep[int(gid)] = units
+    return keep
 
 
 def record_of(gm: fx.GraphModule) -> dict[str, Any] | None:

@@ -1,0 +1,211 @@
+"""``fxprune compress`` and ``fxprune demo``: compress, export, measure and report.
+
+Both end in :func:`finish`, which writes the compressed model (``model.pt2``), its ONNX file,
+the coupled-layer page with kept/total per group, ``report.md`` with plots, and prints the
+dense-vs-compressed table.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from .analysis import analyze
+from .api import compress
+from .counting import count_macs, count_params
+from .data import pairs_from
+from .errors import FxpruneError, SpecError
+from .metrics import evaluate
+from .model_io import save
+from .models import build
+from .passes.export_onnx import export_onnx
+from .record import keep_of, record_of
+from .report import ModelStats, comparison_table, write_report
+from .runtime import open_session
+from .spec import Spec
+from .train import TrainConfig, train_model
+from .viz import visualize
+
+SPEC_OVERRIDES = ("method", "ratio", "macs", "round_to", "steps")
+
+
+def load_spec(path: str | None, args: argparse.Namespace) -> tuple[Spec, dict[str, Any]]:
+    """The spec from a YAML/JSON file (its optional ``train:`` section returned apart), then flags."""
+    data: dict[str, Any] = {}
+    if path:
+        file = Path(path)
+        if not file.is_file():
+            raise SpecError("<file>", f"no spec file at {file}")
+        try:
+            data = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise SpecError("<yaml>", f"{file} is not valid YAML/JSON: {error}") from error
+        if not isinstance(data, dict):
+            raise SpecError("<root>", f"{file} must hold a mapping of spec fields")
+    train = data.pop("train", None) or {}
+    if not isinstance(train, dict):
+        raise SpecError("train", "the train section must be a mapping of TrainConfig fields")
+    for name in SPEC_OVERRIDES:
+        value = getattr(args, name, None)
+        if value is not None:
+            data[name] = value
+    return Spec.from_dict(data), train
+
+
+def train_config(section: dict[str, Any], args: argparse.Namespace) -> TrainConfig:
+    """TrainConfig from the spec file's ``train:`` section, overridden by command-line flags."""
+    fields = dict(section)
+    for name in ("data", "val_data", "task", "batch_size", "patch_size", "lr", "device", "seed"):
+        value = getattr(args, name, None)
+        if value is not None:
+            fields[name] = value
+    if getattr(args, "quiet", False):
+        fields["progress"] = False
+    try:
+        return TrainConfig(**fields)
+    except TypeError as error:
+        raise SpecError("train", f"unknown TrainConfig field: {error}") from error
+
+
+def latencies(paths: list[Path], x: torch.Tensor, repeats: int = 10) -> list[float]:
+    """Median ONNX Runtime latency (ms) of each file, runs interleaved so machine noise hits all alike."""
+    sessions = [open_session(p) for p in paths]
+    feed = x.numpy()
+    times: list[list[float]] = [[] for _ in sessions]
+    for session in sessions:
+        session.run(None, {session.get_inputs()[0].name: feed})
+    for _ in range(repeats):
+        for k, session in enumerate(sessions):
+            start = time.perf_counter()
+            session.run(None, {session.get_inputs()[0].name: feed})
+            times[k].append((time.perf_counter() - start) * 1000)
+    return [statistics.median(t) for t in times]
+
+
+def finish(
+    out: Path, name: str, dense: nn.Module, small: nn.Module, x: torch.Tensor,
+    pairs: list | None, shave: int, repeats: int = 10,
+) -> ModelStats:
+    """Save, export, measure and report; returns the compressed model's figures."""
+    out.mkdir(parents=True, exist_ok=True)
+    record = record_of(small)
+    if record is None:
+        raise FxpruneError("the compressed model carries no fxprune record")
+    save(small, out / "model.pt2", (x,), report={"groups": record["groups"], "spec": record["spec"]})
+    print(f"exporting to ONNX and checking it in ONNX Runtime ({out})")
+    dense_report = export_onnx(dense, out / "dense.onnx", (x,))
+    small_report = export_onnx(small, out / "model.onnx", (x,))
+    dense_ms, small_ms = latencies([out / "dense.onnx", out / "model.onnx"], x, repeats)
+    scores = [evaluate(m, pairs, shave=shave) if pairs else {} for m in (dense, small)]
+    stats = [
+        ModelStats(count_params(m), count_macs(m, (x,)), ms, s.get("psnr"), s.get("ssim"))
+        for m, ms, s in zip((dense, small), (dense_ms, small_ms), scores)
+    ]
+    graph = analyze(dense, (x,))
+    visualize(graph, out / "coupled.html", keep=keep_of(record, graph), title=f"{name}: kept / total per group")
+    files = {"model.pt2": "the compressed model (fxprune.load)", "model.onnx": "the compressed model in ONNX",
+             "dense.onnx": "the original, for comparison", "coupled.html": "coupled groups with kept/total (open in a browser)",
+             "groups.png": "kept units per group"}
+    notes = [f"ONNX Runtime parity (max error vs PyTorch): dense {dense_report.max_abs_error:.1e}, "
+             f"compressed {small_report.max_abs_error:.1e}",
+             f"latency: median of {repeats} interleaved ONNX Runtime runs on a {tuple(x.shape)} input"]
+    if pairs:
+        notes.append(f"PSNR/SSIM: Y channel, {shave} px shaved, mean over {len(pairs)} held-out whole images")
+    report = write_report(out, record, stats[0], stats[1], tuple(x.shape[-2:]), name, files=files, notes=notes)
+    print("\n".join(comparison_table(stats[0], stats[1], tuple(x.shape[-2:]))))
+    print(f"\nwrote {report}, {out / 'model.onnx'}, {out / 'model.pt2'}, {out / 'coupled.html'}")
+    return stats[1]
+
+
+def _needs_training(spec: Spec, args: argparse.Namespace, section: dict[str, Any]) -> bool:
+    return spec.method == "assl" or bool(section.get("steps")) or bool(getattr(args, "finetune_steps", None))
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    from .cli import _build_from_args
+
+    model, x = _build_from_args(args)
+    spec, section = load_spec(args.spec, args)
+    if args.finetune_steps is not None:
+        section["steps"] = args.finetune_steps
+    train = train_config(section, args) if _needs_training(spec, args, section) else None
+    small = compress(model, spec, (x,), train=train)
+    scale = small(x).shape[-2] // x.shape[-2]
+    task = train.task if train else ("sr" if scale > 1 else "denoise")
+    pairs = None
+    if args.val_data or (train is not None and train.data is None):
+        pairs = pairs_from(args.val_data, "test", task=task, scale=scale)
+    finish(Path(args.output), args.model, model, small, x, pairs, shave=scale if task == "sr" else 0)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Train a small EDSR on the bundled images, compress it with ASSL, export and compare."""
+    torch.manual_seed(args.seed)
+    out = Path(args.output)
+    model = build("edsr", blocks=args.blocks, channels=args.channels, scale=2)
+    x = torch.rand(1, 3, 48, 48)
+    graph = analyze(model, (x,))
+    print(graph.summary())
+    out.mkdir(parents=True, exist_ok=True)
+    visualize(graph, out / "coupled_dense.html", title="EDSR: coupled channel groups")
+    config = TrainConfig(steps=args.steps, batch_size=8, patch_size=32, lr=5e-4, seed=args.seed, progress=not args.quiet)
+    print(f"\n1/3 training the dense EDSR ({args.pretrain_steps} steps on the bundled images)")
+    train_model(model, config, args.pretrain_steps, scale=2, description="dense")
+    model.eval()
+    print(f"\n2/3 compressing with ASSL (ratio {args.ratio}, {args.steps} steps)")
+    small = compress(model, Spec(method="assl", ratio=args.ratio, steps=args.steps), (x,), train=config)
+    print("\n3/3 exporting, measuring and reporting")
+    x_eval = torch.rand(1, 3, 128, 128)
+    finish(out, "edsr (demo)", model, small, x_eval, pairs_from(None, "test", task="sr", scale=2), shave=2)
+    return 0
+
+
+def _training_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training (methods that train, or --finetune-steps)")
+    g.add_argument("--data", help="folder of HR training images (default: the bundled demo images)")
+    g.add_argument("--val-data", help="folder of HR images for PSNR/SSIM (default: the demo test images)")
+    g.add_argument("--task", choices=("sr", "denoise", "deblur"), help="degradation to learn (default sr)")
+    g.add_argument("--steps", type=int, help="length of the training schedule (Spec.steps)")
+    g.add_argument("--finetune-steps", type=int, help="for one-shot methods: fine-tune this many steps")
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--patch-size", type=int, help="LR patch size")
+    g.add_argument("--lr", type=float, help="Adam learning rate")
+    g.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
+    g.add_argument("--seed", type=int)
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def add_commands(sub: Any) -> None:
+    """Register ``compress`` and ``demo`` on the CLI's subparsers."""
+    from .cli import _model_arguments
+
+    p = sub.add_parser("compress", help="compress a model as a spec says; write model, ONNX and report.md",
+                       description="Compress MODEL (training when the method needs it) and write OUT/model.pt2, "
+                       "OUT/model.onnx, OUT/report.md and OUT/coupled.html.")
+    _model_arguments(p)
+    p.add_argument("--spec", help="YAML/JSON spec file (Spec fields, plus an optional 'train:' section)")
+    p.add_argument("--method", choices=("l1", "assl"), help="overrides the spec's method")
+    p.add_argument("--ratio", type=float, help="overrides the spec's ratio")
+    p.add_argument("--macs", type=float, help="overrides the spec's MAC budget")
+    p.add_argument("--round-to", type=int, dest="round_to", help="overrides the spec's round_to")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    _training_flags(p)
+    p.set_defaults(run=cmd_compress)
+
+    p = sub.add_parser("demo", help="the whole pipeline on a small EDSR and the bundled images (~5 min on 2 cores)")
+    p.add_argument("-o", "--output", default="fxprune-demo", metavar="DIR", help="output folder (default fxprune-demo)")
+    p.add_argument("--blocks", type=int, default=4, help="EDSR residual blocks (default 4)")
+    p.add_argument("--channels", type=int, default=32, help="EDSR channels (default 32)")
+    p.add_argument("--pretrain-steps", type=int, default=600, help="dense training steps (default 600)")
+    p.add_argument("--steps", type=int, default=600, help="ASSL schedule steps (default 600)")
+    p.add_argument("--ratio", type=float, default=0.5, help="fraction of channels ASSL removes (default 0.5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=cmd_demo)

@@ -1,0 +1,179 @@
+"""``report.md`` with plots: what a compression did, for a person to look at.
+
+The report compares the dense and the compressed model (params, MACs, ONNX Runtime latency,
+PSNR/SSIM), shows kept/total units of every group as a bar chart, and — when the model was
+trained — the loss and penalty-factor curves.
+"""
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+KIND_COLORS = {"free": "#4c72b0", "coupled": "#dd8452", "fixed": "#9a9a9a"}
+
+
+@dataclass
+class ModelStats:
+    """Measured figures of one model; None where not measured."""
+
+    params: int
+    macs: int
+    latency_ms: float | None = None
+    psnr: float | None = None
+    ssim: float | None = None
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_groups(groups: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Bar chart of kept vs total units of every prunable group, colored by kind.
+
+    >>> import tempfile, pathlib
+    >>> rows = [{"id": 0, "kind": "coupled", "units": 64, "kept": 32, "prunable": 64}]
+    >>> plot_groups(rows, pathlib.Path(tempfile.mkdtemp()) / "g.png").stat().st_size > 1000
+    True
+    """
+    plt = _pyplot()
+    rows = [g for g in groups if g["prunable"] > 0] or list(groups)
+    width = min(16.0, max(6.0, 0.18 * len(rows) + 2))
+    fig, ax = plt.subplots(figsize=(width, 3.6), dpi=110)
+    x = np.arange(len(rows))
+    ax.bar(x, [g["units"] for g in rows], color="#e6e6e6", edgecolor="#bbbbbb", label="total")
+    ax.bar(x, [g["kept"] for g in rows], color=[KIND_COLORS[g["kind"]] for g in rows])
+    for kind, color in KIND_COLORS.items():
+        if any(g["kind"] == kind for g in rows):
+            ax.bar([], [], color=color, label=f"kept ({kind})")
+    if len(rows) <= 40:
+        ax.set_xticks(x, [str(g["id"]) for g in rows], fontsize=7)
+    ax.set_xlabel("group id")
+    ax.set_ylabel("units")
+    ax.set_title("Kept units per group")
+    ax.legend(fontsize=8, ncols=4, loc="upper right")
+    ax.margins(x=0.01)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_training(train: dict[str, Any], path: str | Path) -> Path:
+    """Loss (and ASSL's penalty factor α) against step."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=110)
+    ax.plot(train["steps"], train["loss"], color="#4c72b0", lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("L1 loss", color="#4c72b0")
+    if any(train.get("alpha") or []):
+        twin = ax.twinx()
+        twin.plot(train["steps"], train["alpha"], color="#dd8452", lw=1)
+        twin.set_ylabel("penalty factor α", color="#dd8452")
+    ax.set_title("Training")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def _figure(value: float | int | None, fmt: str) -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "—" if a is None or b is None or b == 0 else f"{a / b:.3f}"
+
+
+def comparison_table(dense: ModelStats, small: ModelStats, input_size: tuple[int, int]) -> list[str]:
+    """Markdown rows: dense vs compressed with their ratio."""
+    h, w = input_size
+    rows = [
+        ("params", _figure(dense.params / 1e3, ".1f") + "K", _figure(small.params / 1e3, ".1f") + "K", _ratio(small.params, dense.params)),
+        (f"MACs ({h}×{w} input)", _figure(dense.macs / 1e9, ".3f") + "G", _figure(small.macs / 1e9, ".3f") + "G", _ratio(small.macs, dense.macs)),
+        ("ONNX Runtime latency", _figure(dense.latency_ms, ".1f") + " ms" if dense.latency_ms else "—",
+         _figure(small.latency_ms, ".1f") + " ms" if small.latency_ms else "—", _ratio(small.latency_ms, dense.latency_ms)),
+        ("Y-PSNR", _figure(dense.psnr, ".2f") + " dB" if dense.psnr else "—", _figure(small.psnr, ".2f") + " dB" if small.psnr else "—",
+         "—" if dense.psnr is None or small.psnr is None else f"{small.psnr - dense.psnr:+.2f} dB"),
+        ("SSIM", _figure(dense.ssim, ".4f"), _figure(small.ssim, ".4f"),
+         "—" if dense.ssim is None or small.ssim is None else f"{small.ssim - dense.ssim:+.4f}"),
+    ]
+    lines = ["| | dense | compressed | compressed / dense |", "|---|---|---|---|"]
+    return lines + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+
+
+def group_table(groups: Sequence[dict[str, Any]], limit: int = 60) -> list[str]:
+    lines = ["| group | kind | kept / total units | unit | producers |", "|---|---|---|---|---|"]
+    for g in groups[:limit]:
+        producers = ", ".join(p or "<root>" for p in g["producers"][:4]) + (" …" if len(g["producers"]) > 4 else "")
+        lines.append(f"| {g['id']} | {g['kind']} | {g['kept']} / {g['units']} | {g['unit']} | {producers} |")
+    if len(groups) > limit:
+        lines.append(f"| … | | | | {len(groups) - limit} more groups |")
+    return lines
+
+
+def write_report(
+    folder: str | Path,
+    record: dict[str, Any],
+    dense: ModelStats,
+    small: ModelStats,
+    input_size: tuple[int, int],
+    model_name: str,
+    files: dict[str, str] | None = None,
+    notes: Sequence[str] = (),
+) -> Path:
+    """Write ``report.md``, ``groups.png`` and (if trained) ``training.png`` into ``folder``.
+
+    ``record`` is the compressed model's ``meta["fxprune"]`` (see :mod:`fxprune.record`).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    plot_groups(record["groups"], folder / "groups.png")
+    groups = record["groups"]
+    pruned = [g for g in groups if g["kept"] < g["units"]]
+    spec = record.get("spec", {})
+    lines = [
+        f"# fxprune report: {model_name}",
+        "",
+        f"{datetime.datetime.now():%Y-%m-%d %H:%M}, method `{record.get('method')}`, ratio {spec.get('ratio')}, "
+        f"round_to {spec.get('round_to')}. {len(groups)} channel groups "
+        f"({sum(g['kind'] == 'free' for g in groups)} free, {sum(g['kind'] == 'coupled' for g in groups)} coupled, "
+        f"{sum(g['kind'] == 'fixed' for g in groups)} fixed); {len(pruned)} were pruned.",
+        "",
+        "## Dense vs compressed",
+        "",
+        *comparison_table(dense, small, input_size),
+        "",
+        *(f"- {note}" for note in notes),
+        "",
+        "## Kept units per group",
+        "",
+        "![kept units per group](groups.png)",
+        "",
+        *group_table(groups),
+        "",
+    ]
+    train = record.get("train")
+    if train and train.get("steps"):
+        plot_training(train, folder / "training.png")
+        lines += ["## Training", "", f"{train['steps'][-1]} steps.", "", "![training](training.png)", ""]
+    if files:
+        lines += ["## Files", "", *(f"- `{name}`: {what}" for name, what in files.items()), ""]
+    lines += ["## Spec", "", "```yaml", _yaml(spec).rstrip(), "```", ""]
+    path = folder / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _yaml(data: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)

@@ -1,0 +1,69 @@
+"""`fxprune compress` and `fxprune demo`, run for real in a subprocess."""
+from __future__ import annotations
+
+import json
+import subprocess
+import zipfile
+
+import onnx
+import torch
+
+import fxprune
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["fxprune", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_compress_l1_from_a_yaml_spec_writes_model_onnx_and_report(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("method: l1\nratio: 0.5\nround_to: 8\noverrides:\n  tail.0: null\n")
+    out = tmp_path / "out"
+    result = run("compress", "edsr", "--blocks", "2", "--channels", "16", "--spec", str(spec), "-o", str(out),
+                 "--input-size", "24", "24")
+    assert result.returncode == 0, result.stderr
+    assert "| params |" in result.stdout
+    for name in ("model.pt2", "model.onnx", "dense.onnx", "report.md", "groups.png", "coupled.html"):
+        assert (out / name).is_file(), name
+    report = (out / "report.md").read_text()
+    assert "## Dense vs compressed" in report and "8 / 16" in report and "![kept units per group](groups.png)" in report
+    small = fxprune.load(out / "model.pt2")
+    assert small.get_parameter("head.weight").shape[0] == 8
+    assert small(torch.rand(1, 3, 20, 28)).shape == (1, 3, 40, 56)
+    onnx.checker.check_model(onnx.load(out / "model.onnx"))
+    assert 'data-g="0"' in (out / "coupled.html").read_text()
+
+
+def test_compress_assl_trains_with_flags_and_reports_psnr(tmp_path):
+    out = tmp_path / "assl"
+    result = run("compress", "edsr", "--blocks", "1", "--channels", "16", "--method", "assl", "--ratio", "0.5",
+                 "--round-to", "8", "--steps", "6", "--batch-size", "2", "--patch-size", "16", "-q", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    report = (out / "report.md").read_text()
+    assert "Y-PSNR" in report and "dB" in report.split("Y-PSNR")[1].splitlines()[0]
+    assert (out / "training.png").is_file()
+    with zipfile.ZipFile(out / "model.pt2") as archive:
+        meta = json.loads(next(archive.read(n) for n in archive.namelist() if n.endswith("fxprune.json")))
+    assert meta["report"]["spec"]["method"] == "assl"
+
+
+def test_compress_errors_are_one_line(tmp_path):
+    result = run("compress", "edsr", "--spec", str(tmp_path / "missing.yaml"), "-o", str(tmp_path / "o"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "no spec file" in result.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: l1\nratoi: 0.5\n")
+    result = run("compress", "edsr", "--spec", str(bad), "-o", str(tmp_path / "o"))
+    assert result.returncode == 2 and "ratoi" in result.stderr
+    result = run("compress", "edsr", "--method", "assl", "-o", str(tmp_path / "o"))
+    assert result.returncode == 2 and "steps" in result.stderr
+    assert "--spec" in run("compress", "--help").stdout and "--pretrain-steps" in run("demo", "--help").stdout
+
+
+def test_demo_runs_end_to_end_on_a_short_schedule(tmp_path):
+    out = tmp_path / "demo"
+    result = run("demo", "-o", str(out), "--blocks", "1", "--channels", "16", "--pretrain-steps", "4", "--steps", "4", "-q")
+    assert result.returncode == 0, result.stderr
+    assert "coupled" in result.stdout and "| MACs (128×128 input) |" in result.stdout and "Y-PSNR" in result.stdout
+    for name in ("coupled_dense.html", "coupled.html", "model.onnx", "report.md"):
+        assert (out / name).is_file(), name
