@@ -4,11 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import fxprune
 from fxprune.models import build, names
 from fxprune.passes.fold_weight_norm import FoldWeightNorm
 from fxprune.schedule import AsslSchedule
+
+from randomnets import RandomNet, programs
 
 
 def _train(pruner: fxprune.AsslPruner, x: torch.Tensor, steps: int, lr: float = 1e-2, seed: int = 0) -> None:
@@ -208,3 +212,23 @@ def test_bad_states_and_wrong_stage_are_rejected():
         fxprune.prepare(build("edsr", blocks=1, channels=8), fxprune.Spec(method="l1"), (x,))
     with pytest.warns(UserWarning, match="has not finished"):
         fxprune.convert(pruner)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(program=programs(), seed=st.integers(0, 2**16), align=st.sampled_from(["joint", "ssa"]))
+def test_random_nets_gate_train_and_convert_exactly(program, seed, align):
+    """On random architectures: gated == original at init, and the converted model equals the
+    fine-tuned masked model (BN in eval mode so both see the same statistics)."""
+    torch.manual_seed(seed)
+    model = RandomNet(program).eval()
+    x = torch.randn(2, 3, 8, 8)
+    pruner = fxprune.prepare(model, fxprune.Spec(method="assl", ratio=0.5, round_to=1, steps=8, align=align), (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(pruner.model(x), model(x))
+    if not pruner.groups:
+        return
+    _train(pruner, x, pruner.schedule.total, seed=seed)
+    small = fxprune.convert(pruner)
+    probe = torch.randn(1, 3, 10, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(small(probe), pruner.model.eval()(probe))
