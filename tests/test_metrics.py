@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -18,13 +17,7 @@ from fxprune.data import bicubic_upscale, demo_images, make_pairs, to_tensor
 from fxprune.metrics import bicubic_baseline, evaluate, psnr, rgb_to_y, run_model, ssim
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Small tensors run far faster on one thread when the shared cores are busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _sk_ssim(a: np.ndarray, b: np.ndarray, **kw: object) -> float:
