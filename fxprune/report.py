@@ -49,17 +49,19 @@ def plot_groups(groups: Sequence[dict[str, Any]], path: str | Path) -> Path:
     width = min(16.0, max(6.0, 0.18 * len(rows) + 2))
     fig, ax = plt.subplots(figsize=(width, 3.6), dpi=110)
     x = np.arange(len(rows))
-    ax.bar(x, [g["units"] for g in rows], color="#e6e6e6", edgecolor="#bbbbbb", label="total")
+    from matplotlib.patches import Patch
+
+    ax.bar(x, [g["units"] for g in rows], color="#e6e6e6", edgecolor="#bbbbbb")
     ax.bar(x, [g["kept"] for g in rows], color=[KIND_COLORS[g["kind"]] for g in rows])
-    for kind, color in KIND_COLORS.items():
-        if any(g["kind"] == kind for g in rows):
-            ax.bar([], [], color=color, label=f"kept ({kind})")
+    handles = [Patch(facecolor="#e6e6e6", edgecolor="#bbbbbb", label="total")] + [
+        Patch(color=color, label=f"kept ({kind})") for kind, color in KIND_COLORS.items() if any(g["kind"] == kind for g in rows)
+    ]
     if len(rows) <= 40:
         ax.set_xticks(x, [str(g["id"]) for g in rows], fontsize=7)
     ax.set_xlabel("group id")
     ax.set_ylabel("units")
-    ax.set_title("Kept units per group")
-    ax.legend(fontsize=8, ncols=4, loc="upper right")
+    ax.set_title("Kept units per group", loc="left")
+    ax.legend(handles=handles, fontsize=8, ncols=4, loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False)
     ax.margins(x=0.01)
     fig.tight_layout()
     fig.savefig(path)
