@@ -6,6 +6,9 @@ trained (ASSL fine-tunes them), so they get a ``train(mode)`` that rewrites thos
 """
 from __future__ import annotations
 
+import copy
+import warnings
+
 import torch
 import torch.fx as fx
 from torch import nn
@@ -68,3 +71,10 @@ def enable_train_eval(gm: fx.GraphModule, mode: bool | None = None) -> fx.GraphM
     if mode is not None:
         set_training(gm, mode)
     return gm
+
+
+def copy_graph_module(gm: fx.GraphModule) -> fx.GraphModule:
+    """A deep copy, without the pytree deprecation notice torch prints while copying exported graphs."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec.*")
+        return copy.deepcopy(gm)

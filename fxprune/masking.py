@@ -4,7 +4,6 @@ This is the model a pruning decision *means*; the sliced model must equal it.
 """
 from __future__ import annotations
 
-import copy
 import operator
 from typing import Mapping
 
@@ -13,6 +12,7 @@ import torch
 import torch.fx as fx
 
 from .graph import ChannelGraph
+from .graph_mode import copy_graph_module
 
 
 def apply_channel_mask(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -130,4 +130,4 @@ def _device_of(gm: fx.GraphModule) -> torch.device:
 
 def masked_model(graph: ChannelGraph, keep: Mapping[int, np.ndarray]) -> fx.GraphModule:
     """A copy of the traced model in which every dropped unit is zero in every tensor of its group."""
-    return insert_channel_masks(copy.deepcopy(graph.gm), graph, keep)
+    return insert_channel_masks(copy_graph_module(graph.gm), graph, keep)

@@ -9,7 +9,6 @@ of the activations, so fine-tuning trains exactly the model that ``convert`` wil
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import warnings
 from typing import Any, Mapping
@@ -24,7 +23,7 @@ from .analysis import analyze
 from .budget import ratio_for_macs
 from .errors import CheckpointError, SpecError, StageError
 from .graph import ChannelGraph
-from .graph_mode import enable_train_eval
+from .graph_mode import copy_graph_module, enable_train_eval
 from .masking import MASK_BUFFER, insert_channel_masks, remove_channel_masks
 from .passes.assl_regularizer import GatedGroup, gate_scores, si_penalty, ssa_loss
 from .passes.fold_weight_norm import FoldWeightNorm
@@ -239,7 +238,7 @@ def prepare(model: nn.Module, spec: Spec | Mapping[str, Any], example_inputs: An
     if spec.macs is not None:  # MACs depend on the kept counts only: fix one ratio now
         spec = dataclasses.replace(spec, ratio=ratio_for_macs(graph, spec, example_inputs), macs=None)
     plan = plan_keep(graph, spec)
-    gm = copy.deepcopy(graph.gm)
+    gm = copy_graph_module(graph.gm)
     weights = [w for gid in plan for w in graph.groups[gid].producer_weights]
     gates = InsertAsslGates(weights)
     gm = gates(gm).gm
@@ -273,7 +272,7 @@ def convert(pruner: AsslPruner) -> fx.GraphModule:
     if not pruner.done:
         warnings.warn(f"converting at step {pruner.step_count} of {pruner.schedule.total} (phase "
                       f"'{pruner.phase}'): the schedule has not finished", stacklevel=2)
-    gm = copy.deepcopy(pruner.model)
+    gm = copy_graph_module(pruner.model)
     remove_channel_masks(gm)
     gm = FoldWeightNorm()(gm).gm
     small = enable_train_eval(slice_channels(pruner.graph.rebind(gm), pruner.keep()), mode=False)

@@ -13,7 +13,6 @@ in arithmetic, like a ``[1, C, 1, 1]`` scale or an attention bias — is sliced 
 """
 from __future__ import annotations
 
-import copy
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -24,6 +23,7 @@ from torch import nn
 from fxprune.coupling.args import arg
 from fxprune.coupling.context import static_size
 from fxprune.graph import ChannelGraph
+from fxprune.graph_mode import copy_graph_module
 from fxprune.masking import check_keep
 from fxprune.pass_infra import PassBase, PassResult
 
@@ -246,7 +246,7 @@ def slice_channels(graph: ChannelGraph, keep: Mapping[int, np.ndarray]) -> fx.Gr
     """
     keep = check_keep(graph, keep)
     kept = kept_indices(graph, keep)
-    gm = copy.deepcopy(graph.gm)
+    gm = copy_graph_module(graph.gm)
     removed = _slice_tensors(gm, kept)
     sizes = _Sizes(kept)
     for node in gm.graph.nodes:
