@@ -70,7 +70,9 @@ def _compress_assl(model: nn.Module, spec: Spec, example_inputs: Any, train: Tra
     scale = train.scale or infer_scale(model, example_inputs)
     check_task(train, scale)
     pruner = prepare(model, spec, example_inputs)
-    status = lambda: {"phase": pruner.phase, "α": round(pruner.alpha(), 4)}  # noqa: E731
+    def status() -> dict:
+        return {"phase": pruner.phase, "α": round(pruner.alpha(), 4), "γ drop/keep": round(pruner.gate_ratio(), 3)}
+
     log = train_model(pruner.model, train, pruner.schedule.total, scale, extra_loss=pruner.penalty,
                       after_step=pruner.step, status=status, description="assl")
     small = convert(pruner)

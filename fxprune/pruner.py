@@ -132,6 +132,19 @@ class AsslPruner:
         total = sum(len(u) for u in self.unimportant.values())
         return float(sum(u.sum() for u in self.unimportant.values()) / total) if total else 0.0
 
+    def gate_ratio(self) -> float:
+        """Mean |γ| of the channels to be removed over that of the kept ones (1 at the start;
+        near 0 once the penalty has done its work, so masking them costs little)."""
+        dropped, kept = [], []
+        for group in self.groups:
+            for site, units in zip(group.sites, group.unit_of_channel):
+                gamma = self.model.get_submodule(site.gate).gamma.detach().abs().float().cpu().numpy()
+                flags = self.unimportant[group.gid][units]
+                dropped.append(gamma[flags])
+                kept.append(gamma[~flags])
+        low, high = np.concatenate(dropped or [np.zeros(0)]), np.concatenate(kept or [np.zeros(0)])
+        return float(low.mean() / high.mean()) if low.size and high.size and high.mean() > 0 else 1.0
+
     def _pick(self, coupled_only: bool) -> None:
         """Re-pick the unimportant units from the gates' |γ|, jointly per group."""
         by_id = {g.gid: g for g in self.groups}
@@ -204,7 +217,8 @@ class AsslPruner:
 
     def __repr__(self) -> str:
         return (f"AsslPruner({len(self.groups)} gated groups, step {self.step_count}/{self.schedule.total}, "
-                f"phase {self.phase}, α={self.alpha():.4g}, sparsity {self.sparsity():.2f})")
+                f"phase {self.phase}, α={self.alpha():.4g}, sparsity {self.sparsity():.2f}, "
+                f"|γ| dropped/kept {self.gate_ratio():.3f})")
 
 
 def _agree_across_ranks(unimportant: dict[int, np.ndarray]) -> dict[int, np.ndarray]:

@@ -232,3 +232,18 @@ def test_random_nets_gate_train_and_convert_exactly(program, seed, align):
     probe = torch.randn(1, 3, 10, 6)
     with torch.no_grad():
         torch.testing.assert_close(small(probe), pruner.model.eval()(probe))
+
+
+def test_gate_ratio_reports_how_far_the_penalty_has_pushed():
+    model = build("edsr", blocks=2, channels=16)
+    x = torch.randn(1, 3, 12, 12)
+    pruner = fxprune.prepare(model, fxprune.Spec(method="assl", ratio=0.5, round_to=1, steps=100), (x,))
+    start = pruner.gate_ratio()
+    assert 0 < start < 1  # the L1 plan drops the weaker filters
+    with torch.no_grad():
+        for group in pruner.groups:
+            for site, units in zip(group.sites, group.unit_of_channel):
+                gamma = pruner.model.get_submodule(site.gate).gamma
+                gamma[torch.as_tensor(pruner.unimportant[group.gid][units])] *= 0.1
+    assert pruner.gate_ratio() == pytest.approx(0.1 * start, rel=1e-5)
+    assert "dropped/kept" in repr(pruner)
