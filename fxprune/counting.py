@@ -383,7 +383,7 @@ class _Pricer(fx.Interpreter):
 
     def _product(self, n: fx.Node, name: str, args: tuple, kwargs: dict, out: torch.Tensor | None) -> None:
         i, j = _PRODUCTS[name]
-        a, b = args[i], args[j]
+        a = args[i]
         contracted = a.shape[-1] if a.dim() else 1
         dense = (out.numel() if out is not None else 0) * contracted
         sources = [_param_source(n.args[p]) for p in (i, j) if p < len(n.args)]

@@ -132,6 +132,14 @@ class AsslPruner:
         total = sum(len(u) for u in self.unimportant.values())
         return float(sum(u.sum() for u in self.unimportant.values()) / total) if total else 0.0
 
+    def param_groups(self, lr: float, gate_lr: float) -> list[dict[str, Any]]:
+        """Optimizer groups giving the gates their own learning rate, e.g.
+        ``torch.optim.Adam(pruner.param_groups(1e-4, 1e-3))`` (see ``TrainConfig.gate_lr``)."""
+        gates = [self.model.get_submodule(site.gate).gamma for group in self.groups for site in group.sites]
+        chosen = {id(p) for p in gates}
+        rest = [p for p in self.model.parameters() if id(p) not in chosen]
+        return [{"params": rest, "lr": lr}, {"params": gates, "lr": gate_lr}]
+
     def gate_ratio(self) -> float:
         """Mean |γ| of the channels to be removed over that of the kept ones (1 at the start;
         near 0 once the penalty has done its work, so masking them costs little)."""
@@ -266,6 +274,10 @@ def prepare(model: nn.Module, spec: Spec | Mapping[str, Any], example_inputs: An
             continue
         units = [graph.unit_index(group, members[(s.param, s.dim)]) for s in sites]
         groups.append(GatedGroup(gid, group.kind == "coupled", group.channels, sites, units))
+    if not groups:
+        warnings.warn("fxprune.prepare: no group loses any channel with this spec (ratio too small for the "
+                      "group sizes, round_to rounding back up, or every producer skipped); training will "
+                      "not prune anything", stacklevel=2)
     gm.meta["fxprune"] = {"stage": "prepared", "method": "assl"}
     unimportant = _agree_across_ranks({g.gid: ~plan[g.gid] for g in groups})
     return AsslPruner(graph, spec, gm, groups, unimportant)

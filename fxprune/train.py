@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from .data import RestorationDataset, pairs_from
 from .errors import SpecError
 from .metrics import evaluate
+from .passes.insert_assl_gates import GATES
 
 TASKS = ("sr", "denoise", "deblur")
 
@@ -35,6 +36,9 @@ class TrainConfig:
         steps: total optimizer steps. For ASSL it sets the schedule's length when the spec has
             no ``steps``; for L1 it is the fine-tuning length (0: no fine-tuning).
         patch_size: LR patch size; batch_size, lr: Adam's batch and learning rate.
+        gate_lr: a learning rate for ASSL's gates alone (None: ``lr``). With Adam a gate moves
+            about this much per step, so short schedules need it high enough to bring the
+            unimportant gates near 0.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:1"`` ...
         seed: seeds torch, the patch sampler and the noise, so runs repeat exactly on CPU.
         eval_every: evaluate every this many steps (0: only at the end).
@@ -52,6 +56,7 @@ class TrainConfig:
     patch_size: int = 48
     batch_size: int = 16
     lr: float = 2e-4
+    gate_lr: float | None = None
     device: str = "auto"
     seed: int = 0
     eval_every: int = 0
@@ -70,8 +75,12 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise SpecError(f"train.{name}", f"must be a non-negative integer or None, got {value!r}")
-        if not isinstance(self.lr, (int, float)) or self.lr <= 0:
-            raise SpecError("train.lr", f"must be a positive number, got {self.lr!r}")
+        for name in ("lr", "gate_lr"):
+            value = getattr(self, name)
+            if value is None and name == "gate_lr":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise SpecError(f"train.{name}", f"must be a positive number, got {value!r}")
         for name in ("data", "val_data"):
             value = getattr(self, name)
             if value is not None and not Path(value).is_dir():
@@ -109,6 +118,16 @@ def infer_scale(model: nn.Module, example_inputs: Any) -> int:
     if y.shape[-2] % x.shape[-2]:
         raise ValueError(f"the output height {y.shape[-2]} is not a multiple of the input height {x.shape[-2]}")
     return y.shape[-2] // x.shape[-2]
+
+
+def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """One Adam group, or two when ``gate_lr`` gives ASSL's gates a learning rate of their own."""
+    gates = [p for name, p in model.named_parameters() if name.startswith(GATES + ".")]
+    if config.gate_lr is None or not gates:
+        return [{"params": list(model.parameters())}]
+    chosen = {id(p) for p in gates}
+    rest = [p for p in model.parameters() if id(p) not in chosen]
+    return [{"params": rest}, {"params": gates, "lr": config.gate_lr}]
 
 
 def check_task(config: TrainConfig, scale: int) -> None:
@@ -153,7 +172,7 @@ def train_model(
     device = config.device_obj()
     torch.manual_seed(config.seed)
     model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(_param_groups(model, config), lr=config.lr)
     pairs = validation_pairs(config, scale)
     log = TrainLog()
     bar = tqdm(total=steps, desc=description, disable=not config.progress, dynamic_ncols=True)

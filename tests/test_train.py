@@ -87,3 +87,34 @@ def test_traced_graphs_switch_batch_norm_between_train_and_eval():
         model.train()
         torch.testing.assert_close(twin(x), model(x))  # batch statistics, running stats updated alike
     torch.testing.assert_close(twin.get_buffer("body.0.bn1.running_mean"), model.body[0].bn1.running_mean)
+
+
+def test_gate_lr_moves_the_gates_further_than_lr():
+    x = torch.randn(2, 3, 16, 16)
+    target = torch.rand(2, 3, 32, 32)
+    ratios = []
+    for gate_lr in (1e-4, 5e-2):
+        torch.manual_seed(0)
+        pruner = fxprune.prepare(build("edsr", blocks=1, channels=16),
+                                 fxprune.Spec(method="assl", ratio=0.5, round_to=8, steps=12), (x,))
+        optimizer = torch.optim.Adam(pruner.param_groups(lr=1e-4, gate_lr=gate_lr))
+        while pruner.phase in ("grow", "hold"):
+            ((pruner.model(x) - target).abs().mean() + pruner.penalty()).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            pruner.step()
+        ratios.append(pruner.gate_ratio())
+    assert ratios[1] < 0.8 * ratios[0]
+
+
+def test_built_in_loop_gives_the_gates_their_own_learning_rate():
+    from fxprune.train import _param_groups
+
+    pruner = fxprune.prepare(build("edsr", blocks=1, channels=16), fxprune.Spec(method="assl", round_to=8, steps=4),
+                             (torch.randn(1, 3, 16, 16),))
+    groups = _param_groups(pruner.model, fxprune.TrainConfig(gate_lr=1e-2))
+    gammas = {id(pruner.model.get_submodule(s.gate).gamma) for g in pruner.groups for s in g.sites}
+    assert groups[1]["lr"] == 1e-2 and {id(p) for p in groups[1]["params"]} == gammas
+    assert len(_param_groups(pruner.model, fxprune.TrainConfig())) == 1
+    with pytest.raises(fxprune.SpecError, match="gate_lr"):
+        fxprune.TrainConfig(gate_lr=0)
