@@ -7,6 +7,7 @@ import torch.fx as fx
 from torch import nn
 
 import dataclasses
+import warnings
 
 from .analysis import analyze
 from .budget import ratio_for_macs
@@ -47,6 +48,9 @@ def compress(
     graph = analyze(model, example_inputs)
     ratio = ratio_for_macs(graph, spec, example_inputs) if spec.macs is not None else None
     keep = plan_keep(graph, spec, ratio=ratio)
+    if not keep:
+        warnings.warn("fxprune.compress: no group loses any channel with this spec (ratio too small for the "
+                      "group sizes, round_to rounding back up, or every producer skipped)", stacklevel=2)
     small = stamp(slice_channels(graph, keep), graph, keep, spec)
     if train is not None and train.steps:
         scale = train.scale or infer_scale(small, example_inputs)
