@@ -69,6 +69,7 @@ class ChannelGraph:
         self.spaces: list[Space] = ctx.spaces
         self.diagnostics: list[Diagnostic] = ctx.diagnostics
         self._raw: list[RawGroup] = solution.groups
+        self._space_of: dict[tuple[int, str, int, int], int] | None = None
         producers = _by_space(ctx.producers)
         consumers = _by_space(ctx.consumers)
         self.module_types: dict[str, str] = _module_types(gm)
@@ -121,12 +122,14 @@ class ChannelGraph:
 
     def unit_index(self, group: Group | int, member: Member) -> np.ndarray:
         """Unit number of every channel of ``member`` (a space of the group)."""
-        raw = self._raw[group.id if isinstance(group, Group) else group]
-        for sid in raw.spaces:
-            s = self.spaces[int(sid)]
-            if (s.node, s.index, s.dim) == (member.node, member.index, member.dim):
-                return raw.unit_of_element[int(sid)]
-        raise KeyError(f"{member} is not in group {group}")
+        gid = group.id if isinstance(group, Group) else group
+        if self._space_of is None:  # built once: a linear search per call made budgets quadratic
+            self._space_of = {(i, s.node, s.index, s.dim): int(sid)
+                              for i, raw in enumerate(self._raw) for sid in raw.spaces for s in [self.spaces[int(sid)]]}
+        sid = self._space_of.get((gid, member.node, member.index, member.dim))
+        if sid is None:
+            raise KeyError(f"{member} is not in group {group}")
+        return self._raw[gid].unit_of_element[sid]
 
     def prunable_units(self, group: Group | int) -> np.ndarray:
         """Bool per unit: may it be dropped?"""
