@@ -19,6 +19,7 @@ from .pruner import as_spec, convert, prepare
 from .schedule import AsslSchedule
 from .spec import Spec
 from .train import TrainConfig, check_task, infer_scale, train_model
+from .verify import verify_sliced
 
 
 def compress(
@@ -52,6 +53,7 @@ def compress(
         warnings.warn("fxprune.compress: no group loses any channel with this spec (ratio too small for the "
                       "group sizes, round_to rounding back up, or every producer skipped)", stacklevel=2)
     small = stamp(slice_channels(graph, keep), graph, keep, spec)
+    verify_sliced(small, graph.gm, graph, keep, example_inputs)
     if train is not None and train.steps:
         scale = train.scale or infer_scale(small, example_inputs)
         log = train_model(small, train, train.steps, scale, description="fine-tune")

@@ -33,6 +33,7 @@ from .schedule import AsslSchedule
 from .record import stamp
 from .selection import plan_keep
 from .spec import Spec
+from .verify import verify_sliced
 
 STATE_FORMAT = "fxprune.assl-pruner"
 STATE_VERSION = 1
@@ -302,4 +303,5 @@ def convert(pruner: AsslPruner) -> fx.GraphModule:
     remove_channel_masks(gm)
     gm = FoldWeightNorm()(gm).gm
     small = enable_train_eval(slice_channels(pruner.graph.rebind(gm), pruner.keep()), mode=False)
+    verify_sliced(small, pruner.model, pruner.graph, pruner.keep(), where="convert")
     return stamp(small, pruner.graph, pruner.keep(), pruner.spec, steps=pruner.step_count)
