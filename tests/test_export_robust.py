@@ -1,0 +1,73 @@
+"""Export of models that write their input in place or run at one size only (through compress too)."""
+from __future__ import annotations
+
+import onnx
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import fxprune
+from fxprune.passes.export_onnx import export_onnx
+
+
+class MeanShiftNet(nn.Module):
+    """EDSR/RCAN ports subtract the dataset mean from the input in place."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.4, 0.45, 0.5]).view(1, 3, 1, 1) * 255)
+        self.head = nn.Conv2d(3, 16, 3, padding=1)
+        self.body = nn.Conv2d(16, 16, 3, padding=1)
+        self.tail = nn.Conv2d(16, 3, 3, padding=1)
+
+    def forward(self, x):
+        x.sub_(self.mean)
+        h = self.head(x)
+        return self.tail(h + torch.relu(self.body(h))) + self.mean
+
+
+class PooledModulation(nn.Module):
+    """A modulation block pooling to a size computed from the input, then mixing with a fixed-size Linear:
+    it runs at the example's size only."""
+
+    def __init__(self, size: int = 16):
+        super().__init__()
+        cells = (size // 4) ** 2
+        self.head = nn.Conv2d(3, 16, 3, padding=1)
+        self.mix = nn.Linear(cells, cells)
+        self.tail = nn.Conv2d(16, 3, 3, padding=1)
+
+    def forward(self, x):
+        h = self.head(x)
+        height, width = h.shape[-2:]
+        pooled = F.adaptive_avg_pool2d(h, (height // 4, width // 4))
+        mixed = self.mix(pooled.flatten(2)).view_as(pooled)
+        return self.tail(h * torch.sigmoid(F.interpolate(mixed, size=(height, width))))
+
+
+def test_a_model_that_mutates_its_input_compresses_and_exports(tmp_path):
+    torch.manual_seed(0)
+    model = MeanShiftNet().eval()
+    x = torch.rand(1, 3, 16, 16) * 255
+    pristine = x.clone()
+    small = fxprune.compress(model, fxprune.Spec(ratio=0.5, round_to=1), (x,))
+    for net, name in ((model, "dense"), (small, "small")):
+        report = export_onnx(net, tmp_path / f"{name}.onnx", x)
+        assert report.dynamic and len(report.checked_shapes) == 2
+        assert report.max_abs_error <= report.tolerance
+    torch.testing.assert_close(x, pristine, rtol=0, atol=0)  # the caller's example is never written
+
+
+def test_a_model_that_runs_at_one_size_only_is_exported_statically_with_a_warning(tmp_path):
+    torch.manual_seed(0)
+    model = PooledModulation().eval()
+    x = torch.randn(1, 3, 16, 16)
+    small = fxprune.compress(model, fxprune.Spec(ratio=0.5, round_to=1), (x,))
+    for net, name in ((model, "dense"), (small, "small")):
+        with pytest.warns(UserWarning, match="static height/width fixed at the example's 16x16: the model runs on no other size"):
+            report = export_onnx(net, tmp_path / f"{name}.onnx", x)
+        assert report.dynamic is False and report.checked_shapes == ((1, 3, 16, 16),)
+        assert report.max_abs_error <= report.tolerance
+        dims = [d.dim_value for d in onnx.load(str(report.path)).graph.input[0].type.tensor_type.shape.dim]
+        assert dims == [1, 3, 16, 16]
