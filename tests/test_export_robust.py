@@ -71,3 +71,45 @@ def test_a_model_that_runs_at_one_size_only_is_exported_statically_with_a_warnin
         assert report.max_abs_error <= report.tolerance
         dims = [d.dim_value for d in onnx.load(str(report.path)).graph.input[0].type.tensor_type.shape.dim]
         assert dims == [1, 3, 16, 16]
+
+
+class ResidualNet(nn.Module):
+    """Global residual learning (VDSR-like): the output is the input plus a small learned residual,
+    so an error in the residual branch is small next to the output's peak."""
+
+    def __init__(self):
+        super().__init__()
+        self.convs = nn.ModuleList(
+            [nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1),
+             nn.Conv2d(16, 3, 3, padding=1)]
+        )
+
+    def forward(self, x):
+        h = self.convs[0](x)
+        h = h + torch.relu(self.convs[2](torch.relu(self.convs[1](h))))
+        return x + 0.01 * self.convs[3](h)
+
+
+def test_parity_check_catches_a_five_percent_error_on_any_one_conv(tmp_path):
+    """Each conv's weight scaled by 1.05 in the ONNX file: the check must fail for every one of them,
+    while the honest file passes well within the tolerance."""
+    from onnx import numpy_helper
+
+    from fxprune.passes.export_onnx import check_onnx_parity
+
+    torch.manual_seed(0)
+    model = ResidualNet().eval()
+    x = torch.randn(1, 3, 16, 16)
+    report = export_onnx(model, tmp_path / "honest.onnx", x)
+    assert report.max_abs_error <= report.tolerance / 10
+    weights = [node.input[1] for node in onnx.load(str(report.path)).graph.node if node.op_type == "Conv"]
+    assert len(weights) == 4
+    for name in weights:
+        broken = onnx.load(str(report.path))
+        init = next(i for i in broken.graph.initializer if i.name == name)
+        init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 1.05, name))
+        path = tmp_path / f"broken-{name}.onnx"
+        onnx.save(broken, str(path))
+        with pytest.raises(fxprune.ParityError, match="ONNX Runtime differs from PyTorch") as caught:
+            check_onnx_parity(model, path, x)
+        assert caught.value.max_abs_error > caught.value.tolerance, name
