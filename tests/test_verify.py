@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import fxprune
 from fxprune.models import build
@@ -90,3 +91,34 @@ def test_convert_refuses_a_decision_that_the_trained_masks_do_not_match():
     with pytest.raises(fxprune.VerificationError, match=r"fxprune\.convert: .* in group") as caught:
         fxprune.convert(pruner)
     assert gid in caught.value.groups
+
+
+class _Windows(nn.Module):
+    """SwinIR's window partition/reverse in ten lines: the batch is recovered from the window count."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 3, 3, padding=1)
+
+    def forward(self, x):
+        y = self.a(x)
+        batch, channels, height, width = y.shape
+        windows = y.view(batch, channels, height // 4, 4, width // 4, 4).permute(0, 2, 4, 1, 3, 5).reshape(-1, channels, 4, 4)
+        recovered = int(windows.shape[0] / (height * width / 16))
+        y = (2 * windows).view(recovered, height // 4, width // 4, channels, 4, 4).permute(0, 3, 1, 4, 2, 5)
+        return self.b(y.reshape(recovered, channels, height, width))
+
+
+def test_window_partition_model_is_never_returned_broken():
+    """Either compress returns a model that runs and matches at the example's batch and another one,
+    or it raises VerificationError; a model failing on its own example input never comes back."""
+    torch.manual_seed(0)
+    model = _Windows().eval()
+    x = torch.randn(1, 3, 12, 12)
+    try:
+        small = fxprune.compress(model, SPEC, (x,))
+    except fxprune.VerificationError as error:
+        assert "the model is not returned" in str(error) and error.input_shapes[0][0] in (1, 3)
+        return
+    for batch in (x, torch.randn(3, 3, 12, 12)):
+        assert small(batch).shape == batch.shape
