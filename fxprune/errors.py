@@ -34,6 +34,7 @@ class SpecError(FxpruneError, ValueError):
 
     def __init__(self, field: str, message: str):
         self.field = field
+        self.message = message
         super().__init__(f"spec field '{field}': {message}")
 
 

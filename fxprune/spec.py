@@ -149,7 +149,7 @@ class Spec:
         try:
             return cls.from_dict(data)
         except SpecError as error:
-            raise SpecError(error.field, f"{str(error).split(': ', 1)[1]} (in {path})") from error
+            raise SpecError(error.field, f"{error.message} (in {path})") from error
 
     # ------------------------------------------------------------------ overrides
     def settings_for(self, module: str, type_name: str | None) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -77,21 +78,28 @@ def verify_sliced(
     if keep and not _has_masks(reference):
         reference = insert_channel_masks(copy_graph_module(reference), graph, keep, activations_only=True)
     inputs = as_inputs(example_inputs) if example_inputs is not None else _random_inputs(graph.gm)
+    if inputs is None:
+        warnings.warn(f"fxprune.{where}: the model takes non-tensor inputs, so the result could not be checked "
+                      "against its masked reference; call fxprune.verify.verify_sliced with an example input",
+                      stacklevel=3)
+        return
     with _eval(result, reference), torch.no_grad():
-        for run, batch in enumerate(_input_sets(graph.gm, inputs)):
-            try:
-                expected = _leaves(reference(*_clones(batch)))
-            except Exception as error:  # noqa: BLE001 - reported below, or the size is not supported
-                if run == 0:
-                    _fail_reference(reference, graph, keep, batch, where, error)
-                continue  # the reference itself does not run at this other size: nothing to check
-            try:
-                actual = _leaves(result(*_clones(batch)))
-                worst = _worst(actual, expected)
-            except Exception as error:  # noqa: BLE001 - localized below
-                worst = (math.inf, 0.0, error)
-            if worst[2] is not None or worst[0] > worst[1]:
-                _fail(result, reference, graph, keep, batch, where, worst)
+        for run, alternatives in enumerate(_input_sets(graph.gm, inputs)):
+            for batch in alternatives:
+                try:
+                    expected = _leaves(reference(*_clones(batch)))
+                except Exception as error:  # noqa: BLE001 - reported below, or the size is not supported
+                    if run == 0:
+                        _fail_reference(reference, graph, keep, batch, where, error)
+                    continue  # the reference itself does not run at this other size: try the next one
+                try:
+                    actual = _leaves(result(*_clones(batch)))
+                    worst = _worst(actual, expected)
+                except Exception as error:  # noqa: BLE001 - localized below
+                    worst = (math.inf, 0.0, error)
+                if worst[2] is not None or worst[0] > worst[1]:
+                    _fail(result, reference, graph, keep, batch, where, worst)
+                break
 
 
 def _has_masks(gm: fx.GraphModule) -> bool:
@@ -153,14 +161,20 @@ def _worst(actual: list[torch.Tensor], expected: list[torch.Tensor]) -> tuple[fl
 
 
 # ---------------------------------------------------------------------------- inputs
-def _random_inputs(gm: fx.GraphModule) -> tuple[torch.Tensor, ...]:
-    """Seeded inputs of the captured shapes (``convert`` has no example input at hand)."""
+def _random_inputs(gm: fx.GraphModule) -> tuple[torch.Tensor, ...] | None:
+    """Seeded inputs of the captured shapes (``convert`` has no example input at hand); None when
+    the graph takes inputs other than tensors, whose values the capture did not record."""
     shapes = gm.meta["fxprune_capture"].input_shapes
     vals = [n.meta.get("val") for n in gm.graph.nodes if n.op == "placeholder"]
-    vals = [v for v in vals if isinstance(v, torch.Tensor)]
+    if len(vals) != len(shapes) or not all(isinstance(v, torch.Tensor) for v in vals):
+        return None
     device = next((p.device for p in gm.parameters()), torch.device("cpu"))
     generator = torch.Generator().manual_seed(0)
-    return tuple(torch.rand(shape, generator=generator, dtype=val.dtype).to(device) for shape, val in zip(shapes, vals))
+    return tuple(
+        (torch.rand(shape, generator=generator, dtype=val.dtype) if val.is_floating_point()
+         else torch.zeros(shape, dtype=val.dtype)).to(device)
+        for shape, val in zip(shapes, vals)
+    )
 
 
 def _dynamic_dims(gm: fx.GraphModule) -> list[set[int]]:
@@ -173,27 +187,37 @@ def _dynamic_dims(gm: fx.GraphModule) -> list[set[int]]:
     return dims
 
 
-def _resized(x: torch.Tensor, dims: set[int], generator: torch.Generator) -> torch.Tensor:
+def _resized(x: torch.Tensor, dims: set[int], factor: float, generator: torch.Generator) -> torch.Tensor:
+    """``x`` at batch + 2 and height/width times ``factor`` along the symbolic dims (new values)."""
     shape = list(x.shape)
     if x.dim() == 4:
         if 0 in dims:
             shape[0] += 2  # batch 1 becomes 3: neither the example's batch nor the batch of 2 used for capture
         for d in (2, 3):
-            if d in dims:
-                shape[d] *= 2  # keeps every divisibility (windows, pixel unshuffle, U-Net levels)
+            size = shape[d] * factor
+            if d in dims and size == int(size) and size >= 2:
+                shape[d] = int(size)
     if shape == list(x.shape) or not x.is_floating_point():
         return x
     noise = torch.randn(shape, generator=generator, dtype=x.dtype).to(x.device)
     return x.mean() + x.std().nan_to_num(1.0) * noise if x.numel() > 1 else noise
 
 
-def _input_sets(gm: fx.GraphModule, inputs: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    """The example, then (if the graph is dynamic) the inputs at another batch and size."""
-    dims = iter(_dynamic_dims(gm))
+def _input_sets(gm: fx.GraphModule, inputs: tuple[Any, ...]) -> list[list[tuple[Any, ...]]]:
+    """The example, then (if the graph is dynamic) alternatives at another batch and size: half the
+    height/width first (cheap), double it where half does not run (doubling keeps every
+    divisibility: windows, pixel unshuffle, U-Net levels). The first alternative that the
+    reference runs is the one checked."""
+    dims = _dynamic_dims(gm)
     generator = torch.Generator().manual_seed(1)
-    other = tuple(_resized(t, next(dims, set()), generator) if isinstance(t, torch.Tensor) else t for t in inputs)
-    changed = any(isinstance(a, torch.Tensor) and a.shape != b.shape for a, b in zip(other, inputs))
-    return [inputs, other] if changed else [inputs]
+    others = []
+    for factor in (0.5, 2.0):
+        position = iter(dims)
+        other = tuple(_resized(t, next(position, set()), factor, generator) if isinstance(t, torch.Tensor) else t
+                      for t in inputs)
+        if any(isinstance(a, torch.Tensor) and a.shape != b.shape for a, b in zip(other, inputs)):
+            others.append(other)
+    return [[inputs], others] if others else [[inputs]]
 
 
 # ---------------------------------------------------------------------------- localization

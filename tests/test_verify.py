@@ -1,6 +1,8 @@
 """The last line of defence: compress and convert never return a model that differs from its masked reference."""
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import pytest
 import torch
@@ -62,7 +64,8 @@ def test_a_hand_edited_weight_is_caught_at_its_node():
     verify_sliced(small, graph.gm, graph, keep, (x,))  # honest slicing passes
     param = next(name for name, p in small.named_parameters() if p.dim() == 4 and "body" in name)
     with torch.no_grad():
-        small.get_parameter(param)[0].mul_(1.05)  # a 5% error on one filter
+        weight = small.get_parameter(param)
+        weight[0] = weight[1]  # filter 1 where filter 0 belongs, as a duplicated kept index would do
     with pytest.raises(fxprune.VerificationError, match="differs by") as caught:
         verify_sliced(small, graph.gm, graph, keep, (x,))
     assert caught.value.node == _consumer_of(small, param)
@@ -71,8 +74,8 @@ def test_a_hand_edited_weight_is_caught_at_its_node():
 def test_a_dynamic_capture_is_also_checked_at_another_batch_and_size():
     x = torch.randn(1, 3, 12, 12)
     graph = fxprune.analyze(build("edsr", blocks=1, channels=8).eval(), x)
-    shapes = [tuple(batch[0].shape) for batch in _input_sets(graph.gm, (x,))]
-    assert shapes == [(1, 3, 12, 12), (3, 3, 24, 24)]
+    shapes = [[tuple(batch[0].shape) for batch in alternatives] for alternatives in _input_sets(graph.gm, (x,))]
+    assert shapes == [[(1, 3, 12, 12)], [(3, 3, 6, 6), (3, 3, 24, 24)]]
 
 
 def test_convert_refuses_a_decision_that_the_trained_masks_do_not_match():
@@ -122,3 +125,32 @@ def test_window_partition_model_is_never_returned_broken():
         return
     for batch in (x, torch.randn(3, 3, 12, 12)):
         assert small(batch).shape == batch.shape
+
+
+class _SpatialSoftmax(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 3, 3, padding=1)
+
+    def forward(self, x):
+        y = self.a(x)
+        batch, channels, height, width = y.shape
+        return self.b(y.view(batch, channels, height * width).softmax(-1).view(batch, channels, height, width))
+
+
+def test_a_size_baked_into_the_sliced_graph_is_caught_at_the_second_size():
+    """Right at the example's size, wrong at any other: only the second run can see it."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 12, 12)
+    graph = fxprune.analyze(_SpatialSoftmax().eval(), x)
+    keep = plan_keep(graph, SPEC)
+    small = slice_channels(graph, keep)
+    view = next(n for n in small.graph.nodes if n.target is torch.ops.aten.view.default)
+    view.args = (view.args[0], [12 * 12 if isinstance(s, torch.fx.Node) and s.target is operator.mul else s
+                                for s in view.args[1]])
+    small.recompile()
+    torch.testing.assert_close(small(x.clone()), slice_channels(graph, keep)(x.clone()))  # fine at the example
+    with pytest.raises(fxprune.VerificationError, match=r"node 'view' \(aten.view.default\) in group \d+ raises RuntimeError"
+                       ) as caught:
+        verify_sliced(small, graph.gm, graph, keep, (x,))
+    assert caught.value.input_shapes == ((3, 3, 6, 6),)
