@@ -509,8 +509,9 @@ def export_onnx(
     from torch.export keeps the batch it was captured with). The dynamo exporter is tried first,
     the TorchScript exporter is the fallback (a warning says why); ``report.exporter`` says which
     one wrote the file. A model that runs at no other size than the example in PyTorch, or that
-    no exporter can export with a dynamic height/width, is exported at the example's size with a
-    ``UserWarning`` (``report.dynamic`` is then False). ``opset`` below 18 is reached by ONNX's version converter; where it has
+    no exporter can export with a dynamic height/width (or only one that bakes the example's sizes
+    in, which the check finds), is exported at the example's size with a ``UserWarning``
+    (``report.dynamic`` is then False). ``opset`` below 18 is reached by ONNX's version converter; where it has
     no adapter for an op (Pad, Split) the file keeps opset 18, with a warning, and
     ``report.opset`` is the opset actually written.
 
@@ -592,7 +593,16 @@ def export_onnx(
     error = tolerance = None
     shapes: tuple[tuple[int, ...], ...] = ()
     if check:
-        error, tolerance, shapes = check_onnx_parity(model, target, inputs, atol_scale=atol_scale)
+        try:
+            error, tolerance, shapes = check_onnx_parity(model, target, inputs, atol_scale=atol_scale)
+        except ParityError as failure:
+            if not (dynamic_hw and exporter == "torchscript"):
+                raise
+            # dynamo rejected the dynamic sizes and TorchScript baked the example's into a file that
+            # only declares them dynamic: the honest file is a static one
+            warnings.warn(f"exporting {type(model).__name__} with a static height/width fixed at the example's size: "
+                          f"the dynamic export fails at other sizes ({failure})", UserWarning, stacklevel=2)
+            return export_onnx(model, target, inputs, dynamic_hw=False, opset=opset, check=True, atol_scale=atol_scale)
     return ExportReport(target, int(actual_opset), error, tolerance, shapes, exporter, dynamic_hw)
 
 

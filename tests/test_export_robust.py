@@ -113,3 +113,24 @@ def test_parity_check_catches_a_five_percent_error_on_any_one_conv(tmp_path):
         with pytest.raises(fxprune.ParityError, match="ONNX Runtime differs from PyTorch") as caught:
             check_onnx_parity(model, path, x)
         assert caught.value.max_abs_error > caught.value.tolerance, name
+
+
+class _IntSizes(nn.Module):
+    """Python ints from the input shape: dynamo refuses dynamic H/W, TorchScript bakes the example's."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        n, c, h, w = (int(s) for s in x.shape)
+        return self.conv(x).reshape(n, c, h * w).softmax(-1).reshape(n, c, h, w)
+
+
+def test_a_model_only_a_size_baking_exporter_takes_is_exported_statically(tmp_path):
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.warns(UserWarning, match="static height/width fixed at the example's size: the dynamic export fails"):
+        report = export_onnx(_IntSizes().eval(), tmp_path / "int.onnx", x)
+    assert report.dynamic is False and report.checked_shapes == ((1, 3, 8, 8),)
+    assert report.max_abs_error <= report.tolerance
