@@ -14,6 +14,7 @@ from .errors import (
     SpecError,
     StageError,
     UnsupportedOpError,
+    VerificationError,
 )
 from .graph import ChannelGraph, Group, Member
 from .model_io import load, save
@@ -45,6 +46,7 @@ __all__ = [
     "SpecError",
     "StageError",
     "UnsupportedOpError",
+    "VerificationError",
     "analyze",
     "build_channel_graph",
     "compress",

@@ -14,11 +14,12 @@ from .budget import ratio_for_macs
 from .errors import SpecError
 from .passes.slice_channels import slice_channels
 from .record import stamp
-from .selection import plan_keep
+from .selection import nothing_pruned, plan_keep
 from .pruner import as_spec, convert, prepare
 from .schedule import AsslSchedule
 from .spec import Spec
 from .train import TrainConfig, check_task, infer_scale, train_model
+from .verify import verify_sliced
 
 
 def compress(
@@ -49,9 +50,9 @@ def compress(
     ratio = ratio_for_macs(graph, spec, example_inputs) if spec.macs is not None else None
     keep = plan_keep(graph, spec, ratio=ratio)
     if not keep:
-        warnings.warn("fxprune.compress: no group loses any channel with this spec (ratio too small for the "
-                      "group sizes, round_to rounding back up, or every producer skipped)", stacklevel=2)
+        warnings.warn(nothing_pruned("fxprune.compress", graph, spec, ratio), stacklevel=2)
     small = stamp(slice_channels(graph, keep), graph, keep, spec)
+    verify_sliced(small, graph.gm, graph, keep, example_inputs)
     if train is not None and train.steps:
         scale = train.scale or infer_scale(small, example_inputs)
         log = train_model(small, train, train.steps, scale, description="fine-tune")

@@ -17,6 +17,7 @@ from torch import nn
 
 from . import models
 from .analysis import analyze
+from .cli_args import bad_number
 from .errors import FxpruneError
 
 
@@ -101,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec.*")
     parser = build_parser()
     args = parser.parse_args(argv)
+    bad = bad_number(args)
+    if bad is not None:
+        print(f"fxprune {args.command}: error: {bad}", file=sys.stderr)
+        return 2
     try:
         return args.run(args)
     except (FxpruneError, ValueError, TypeError) as error:

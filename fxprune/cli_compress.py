@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from .analysis import analyze
@@ -28,7 +27,7 @@ from .passes.export_onnx import export_onnx
 from .record import keep_of, record_of
 from .report import ModelStats, comparison_table, write_report
 from .runtime import open_session
-from .spec import Spec
+from .spec import Spec, read_spec_file
 from .train import TrainConfig, train_model
 from .viz import visualize
 
@@ -39,15 +38,7 @@ def load_spec(path: str | None, args: argparse.Namespace) -> tuple[Spec, dict[st
     """The spec from a YAML/JSON file (its optional ``train:`` section returned apart), then flags."""
     data: dict[str, Any] = {}
     if path:
-        file = Path(path)
-        if not file.is_file():
-            raise SpecError("<file>", f"no spec file at {file}")
-        try:
-            data = yaml.safe_load(file.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise SpecError("<yaml>", f"{file} is not valid YAML/JSON: {error}") from error
-        if not isinstance(data, dict):
-            raise SpecError("<root>", f"{file} must hold a mapping of spec fields")
+        data = read_spec_file(path)
     train = data.pop("train", None) or {}
     if not isinstance(train, dict):
         raise SpecError("train", "the train section must be a mapping of TrainConfig fields")

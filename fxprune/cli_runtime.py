@@ -84,7 +84,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     parity = (f"max abs error {report.max_abs_error:.3g} (tolerance {report.tolerance:.3g}) on inputs {shapes}"
               if report.max_abs_error is not None else "not checked")
     print(f"wrote {report.path}")
-    print(f"  opset {report.opset}, {'static' if args.static else 'dynamic'} height/width, exporter {report.exporter}, "
+    print(f"  opset {report.opset}, {'dynamic' if report.dynamic else 'static'} height/width, exporter {report.exporter}, "
           f"{size / 1e6:.3f} MB ({size} bytes), {elapsed:.1f} s")
     print(f"  ONNX Runtime vs PyTorch: {parity}")
     return 0

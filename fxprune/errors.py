@@ -34,6 +34,7 @@ class SpecError(FxpruneError, ValueError):
 
     def __init__(self, field: str, message: str):
         self.field = field
+        self.message = message
         super().__init__(f"spec field '{field}': {message}")
 
 
@@ -47,6 +48,23 @@ class CheckpointError(FxpruneError):
 
 class ParityError(FxpruneError):
     """Two implementations that must agree (masked vs sliced, ONNX Runtime vs PyTorch) did not."""
+
+
+class VerificationError(ParityError):
+    """A compressed model failed or differed from its masked reference; it was not returned.
+
+    ``node``/``op`` name the first op whose output diverges (or raised), ``groups`` the channel
+    groups it belongs to, ``max_error``/``tolerance`` the measured and allowed error, ``input_shapes``
+    the inputs it ran on and ``report`` the per-group decisions (``fxprune.record.group_rows``).
+    """
+
+    def __init__(self, message: str, *, node: str | None = None, op: str | None = None,
+                 groups: tuple[int, ...] = (), max_error: float | None = None, tolerance: float | None = None,
+                 input_shapes: tuple[tuple[int, ...], ...] = (), report: list | None = None):
+        self.node, self.op, self.groups = node, op, tuple(groups)
+        self.max_error, self.tolerance = max_error, tolerance
+        self.input_shapes, self.report = tuple(input_shapes), list(report or [])
+        super().__init__(message)
 
 
 class InferenceError(FxpruneError):

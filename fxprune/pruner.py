@@ -31,8 +31,9 @@ from .passes.insert_assl_gates import InsertAsslGates
 from .passes.slice_channels import slice_channels
 from .schedule import AsslSchedule
 from .record import stamp
-from .selection import plan_keep
+from .selection import nothing_pruned, plan_keep
 from .spec import Spec
+from .verify import verify_sliced
 
 STATE_FORMAT = "fxprune.assl-pruner"
 STATE_VERSION = 1
@@ -275,9 +276,7 @@ def prepare(model: nn.Module, spec: Spec | Mapping[str, Any], example_inputs: An
         units = [graph.unit_index(group, members[(s.param, s.dim)]) for s in sites]
         groups.append(GatedGroup(gid, group.kind == "coupled", group.channels, sites, units))
     if not groups:
-        warnings.warn("fxprune.prepare: no group loses any channel with this spec (ratio too small for the "
-                      "group sizes, round_to rounding back up, or every producer skipped); training will "
-                      "not prune anything", stacklevel=2)
+        warnings.warn(nothing_pruned("fxprune.prepare", graph, spec) + "\ntraining will not prune anything", stacklevel=2)
     gm.meta["fxprune"] = {"stage": "prepared", "method": "assl"}
     unimportant = _agree_across_ranks({g.gid: ~plan[g.gid] for g in groups})
     return AsslPruner(graph, spec, gm, groups, unimportant)
@@ -302,4 +301,5 @@ def convert(pruner: AsslPruner) -> fx.GraphModule:
     remove_channel_masks(gm)
     gm = FoldWeightNorm()(gm).gm
     small = enable_train_eval(slice_channels(pruner.graph.rebind(gm), pruner.keep()), mode=False)
+    verify_sliced(small, pruner.model, pruner.graph, pruner.keep(), where="convert")
     return stamp(small, pruner.graph, pruner.keep(), pruner.spec, steps=pruner.step_count)

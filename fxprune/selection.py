@@ -97,3 +97,62 @@ def plan_keep(
         units[np.argsort(-unit_scores, kind="stable")[:count]] = True
         keep[group.id] = _every_member_keeps_one(graph, group, units, unit_scores)
     return keep
+
+
+def _skipping_override(graph: ChannelGraph, spec: Spec, group: Group) -> str | None:
+    """The override key that skips a producer of ``group`` (None when none does)."""
+    for module in group.producers:
+        for key, value in spec._matching(module, graph.module_types.get(module)):
+            if value is None:
+                return f"overrides[{key!r}] skips {module}"
+    return None
+
+
+def explain_group(graph: ChannelGraph, spec: Spec, group: Group, ratio: float | None = None) -> str | None:
+    """Why ``group`` keeps every unit under ``spec`` (None when it does lose some).
+
+    The causes, in the order they are checked: the group is fixed (the analysis' reasons), an
+    override skips one of its producers, the ratio drops less than one unit, or ``round_to``
+    rounds the kept units back up to all of them (then the largest power-of-two ``round_to`` that
+    would prune is suggested).
+    """
+    head = f"group {group.id} ({group.channels} units: {', '.join(group.producers) or 'no producer'})"
+    if group.prunable == 0:
+        return f"{head}: fixed ({'; '.join(group.fixed_reasons) or 'no unit may be dropped'})"
+    settings = group_settings(graph, spec, group)
+    if settings is None:
+        return f"{head}: {_skipping_override(graph, spec, group) or 'skipped by an override'}"
+    override, round_to = settings
+    group_ratio = override if override is not None else (spec.ratio if ratio is None else ratio)
+    if kept_count(group.channels, group.prunable, group_ratio, round_to) < group.channels:
+        return None
+    dropped = math.floor(group_ratio * group.prunable + 1e-9)
+    if dropped == 0:
+        return (f"{head}: ratio {group_ratio:g} of its {group.prunable} prunable units drops none "
+                f"(it needs a ratio of at least {1 / group.prunable:.3g})")
+    powers_of_two = [2**k for k in range(round_to.bit_length() - 1, -1, -1) if 2**k < round_to]  # what hardware likes
+    working = next((r for r in powers_of_two
+                    if kept_count(group.channels, group.prunable, group_ratio, r) < group.channels), None)
+    text = (f"{head}: round_to={round_to} rounds the {group.channels - dropped} kept units back up to "
+            f"{group.channels}")
+    return text + (f"; round_to={working} would prune it" if working else "")
+
+
+def explain_no_pruning(graph: ChannelGraph, spec: Spec, ratio: float | None = None) -> list[str]:
+    """One line per group saying why it keeps every unit under ``spec``.
+
+    >>> import torch, fxprune
+    >>> from fxprune.models import build
+    >>> graph = fxprune.analyze(build("edsr", blocks=1, channels=16), torch.randn(1, 3, 8, 8))
+    >>> for line in explain_no_pruning(graph, fxprune.Spec(ratio=0.5))[:2]:
+    ...     print(line)
+    group 0 (16 units: head, body.0.conv2, body.1): round_to=16 rounds the 8 kept units back up to 16; round_to=8 would prune it
+    group 1 (16 units: body.0.conv1): round_to=16 rounds the 8 kept units back up to 16; round_to=8 would prune it
+    """
+    lines = (explain_group(graph, spec, group, ratio) for group in graph.groups)
+    return [line for line in lines if line is not None]
+
+
+def nothing_pruned(where: str, graph: ChannelGraph, spec: Spec, ratio: float | None = None) -> str:
+    """The warning for a spec that prunes nothing: one line per group with the cause that applied."""
+    return f"{where}: no group loses any channel with this spec:\n  " + "\n  ".join(explain_no_pruning(graph, spec, ratio))

@@ -135,12 +135,21 @@ class Spec:
 
     @classmethod
     def load(cls, path: str | Path) -> "Spec":
-        """Read a ``.yaml``/``.yml`` or ``.json`` spec file."""
-        path = Path(path)
-        if not path.is_file():
-            raise SpecError("<file>", f"no spec file at {path}")
-        text = path.read_text()
-        return cls.from_json(text) if path.suffix == ".json" else cls.from_yaml(text)
+        """Read a ``.yaml``/``.yml`` or ``.json`` spec file; errors name the file.
+
+        >>> import tempfile, pathlib
+        >>> empty = pathlib.Path(tempfile.mkdtemp()) / "spec.yaml"
+        >>> _ = empty.write_text("# nothing yet\\n")
+        >>> Spec.load(empty)
+        Traceback (most recent call last):
+        ...
+        fxprune.errors.SpecError: spec field '<file>': the spec file ... is empty; write at least one field, e.g. 'ratio: 0.5'
+        """
+        data = read_spec_file(path)
+        try:
+            return cls.from_dict(data)
+        except SpecError as error:
+            raise SpecError(error.field, f"{error.message} (in {path})") from error
 
     # ------------------------------------------------------------------ overrides
     def settings_for(self, module: str, type_name: str | None) -> dict[str, Any] | None:
@@ -162,6 +171,25 @@ class Spec:
         """Override keys that match none of ``modules`` (qualified name -> class name)."""
         hit = {key for module, type_name in modules.items() for key, _ in self._matching(module, type_name)}
         return [key for key in self.overrides if key not in hit]
+
+
+def read_spec_file(path: str | Path) -> dict[str, Any]:
+    """The mapping a ``.yaml``/``.yml``/``.json`` spec file holds; an empty file is an error naming it
+    (a spec that silently falls back to every default would compress with settings nobody chose)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError("<file>", f"no spec file at {path}")
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix == ".json" and text.strip() else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        kind = "JSON" if path.suffix == ".json" else "YAML"
+        raise SpecError(f"<{kind.lower()}>", f"{path} is not valid {kind}: {error}") from error
+    if data is None or data == {}:
+        raise SpecError("<file>", f"the spec file {path} is empty; write at least one field, e.g. 'ratio: 0.5'")
+    if not isinstance(data, dict):
+        raise SpecError("<root>", f"{path} must hold a mapping of spec fields, got {type(data).__name__}")
+    return data
 
 
 def _check_ratio(name: str, value: Any) -> None:

@@ -1,11 +1,33 @@
+import os
 import sys
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 import torch
+from hypothesis import settings
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# Hypothesis profiles. "ci" (the default) is derandomized: the same examples on every run, so a
+# failure in CI reproduces and a pass means the same thing each time. "dev" draws fresh random
+# examples, ten times as many per test: HYPOTHESIS_PROFILE=dev pytest tests/test_slice.py
+DEV_EXAMPLE_FACTOR = 10
+settings.register_profile("ci", derandomize=True, max_examples=20, deadline=None, print_blob=True)
+settings.register_profile("dev", max_examples=20 * DEV_EXAMPLE_FACTOR, deadline=None, print_blob=True)
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(PROFILE)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under "dev", scale the example count of tests that set their own ``max_examples`` too."""
+    if PROFILE != "dev":
+        return
+    for item in items:
+        test = getattr(item, "obj", None)
+        own = getattr(test, "_hypothesis_internal_use_settings", None)  # where @settings stores a test's settings
+        if own is not None and hasattr(test, "hypothesis"):
+            test._hypothesis_internal_use_settings = settings(own, max_examples=own.max_examples * DEV_EXAMPLE_FACTOR)
 
 
 @pytest.fixture(scope="module")

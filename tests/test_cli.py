@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["fxprune", *args], capture_output=True, text=True, timeout=300)
@@ -29,3 +31,52 @@ def test_bad_kwargs_json_is_reported():
 def test_help():
     assert run("--help").returncode == 0
     assert "--strict" in run("analyze", "--help").stdout
+
+
+
+def _expect_one_line(argv: list[str], code: int, stderr: str, text: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 1, (argv, stderr)
+    assert lines[0].startswith(f"fxprune {argv[0]}: error: ") and text in lines[0], (argv, lines)
+
+
+@pytest.mark.parametrize("argv, text", [
+    (["analyze", "edsr", "--input-size", "0", "0"], "--input-size must be two positive integers H W, got 0 x 0"),
+    (["compress", "edsr", "--ratio", "1.5", "-o", "out"], "--ratio must be a fraction in (0, 1), got 1.5"),
+    (["compress", "edsr", "--spec", "empty.yaml", "-o", "out"], "the spec file empty.yaml is empty"),
+])
+def test_bad_values_exit_2_with_one_line_repeating_them(argv, text, tmp_path):
+    """The real executable (one interpreter start-up per case, so only a few cases)."""
+    (tmp_path / "empty.yaml").write_text("# to do\n")
+    result = subprocess.run(["fxprune", *argv], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    _expect_one_line(argv, result.returncode, result.stderr, text)
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_numeric_argument_is_validated_with_the_value_given(capsys):
+    """The same main() as the executable, for the other numeric options of every command."""
+    from fxprune.cli import main
+
+    cases = [
+        (["compress", "edsr", "--method", "assl", "--steps", "-3", "-o", "o"], "--steps must be a positive integer, got -3"),
+        (["compress", "edsr", "--lr", "nan", "-o", "o"], "--lr must be a positive number, got nan"),
+        (["compress", "edsr", "--macs", "0", "-o", "o"], "--macs must be a fraction in (0, 1], got 0"),
+        (["compress", "edsr", "--round-to", "0", "-o", "o"], "--round-to must be a positive integer, got 0"),
+        (["compress", "edsr", "--finetune-steps", "-1", "-o", "o"], "--finetune-steps must be a non-negative integer, got -1"),
+        (["compress", "edsr", "--batch-size", "0", "-o", "o"], "--batch-size must be a positive integer, got 0"),
+        (["compress", "edsr", "--patch-size", "-8", "-o", "o"], "--patch-size must be a positive integer, got -8"),
+        (["compress", "edsr", "--seed", "-1", "-o", "o"], "--seed must be a non-negative integer, got -1"),
+        (["compress", "edsr", "--blocks", "0", "-o", "o"], "--blocks must be a positive integer, got 0"),
+        (["demo", "--ratio", "0", "-o", "o"], "--ratio must be a fraction in (0, 1), got 0"),
+        (["demo", "--channels", "-4", "-o", "o"], "--channels must be a positive integer, got -4"),
+        (["demo", "--pretrain-steps", "-5", "-o", "o"], "--pretrain-steps must be a non-negative integer, got -5"),
+        (["analyze", "edsr", "--scale", "0"], "--scale must be a positive integer, got 0"),
+        (["infer", "m.onnx", "in.png", "out.png", "--overlap", "-1"], "--overlap must be a non-negative integer, got -1"),
+        (["infer", "m.onnx", "in.png", "out.png", "--tile", "0"], "--tile must be a positive integer, got 0"),
+        (["infer", "m.onnx", "in.png", "out.png", "--threads", "-2"], "--threads must be a positive integer, got -2"),
+        (["export", "edsr", "-o", "x.onnx", "--opset", "12"], "--opset must be an integer >= 17, got 12"),
+        (["export", "edsr", "-o", "x.onnx", "--input-size", "-1", "8"], "got -1 x 8"),
+    ]
+    for argv, text in cases:
+        code = main(argv)
+        _expect_one_line(argv, code, capsys.readouterr().err, text)

@@ -76,3 +76,16 @@ def test_overrides_reach_the_groups():
 )
 def test_kept_count(channels, prunable, ratio, round_to, expected):
     assert kept_count(channels, prunable, ratio, round_to) == expected
+
+
+def test_an_empty_spec_file_is_an_error_naming_the_file(tmp_path):
+    for name, text in (("a.yaml", ""), ("b.yml", "# comments only\n"), ("c.json", ""), ("d.json", "{}"), ("e.yaml", "{}")):
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(fxprune.SpecError, match=f"the spec file {path} is empty") as caught:
+            Spec.load(path)
+        assert caught.value.field == "<file>"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ratio: 2\n")
+    with pytest.raises(fxprune.SpecError, match=f"spec field 'ratio': .* got 2 \\(in {bad}\\)"):
+        Spec.load(bad)
