@@ -8,6 +8,7 @@ with the tiler of :mod:`fxprune.runtime`; tests compare the two.
 """
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import torch
@@ -54,6 +55,7 @@ class RoutedModel(nn.Module):
         self.routes = nn.ModuleList([v.module for v in variants])
         self.estimator = estimator
         self.out_channels, self.scale = check_window(variants, self.tile, channels)
+        self.routes_channels = channels
         device = next(iter(list(estimator.parameters()) + [torch.zeros(())])).device
         with torch.no_grad():
             guess = estimator(torch.zeros(2, channels, self.tile, self.tile, device=device))
@@ -82,6 +84,16 @@ class RoutedModel(nn.Module):
             index = torch.nonzero(choice == k).reshape(-1)
             out = out.index_copy(0, index, route(windows.index_select(0, index)))
         return stitch_windows(out, batch, rows, cols), choice.reshape(batch, rows.count, cols.count)
+
+    def with_estimator(self, estimator: nn.Module) -> "RoutedModel":
+        """The same routes (shared, not copied) with another estimator, e.g. the Laplacian lookup."""
+        other = copy.copy(self)
+        other._modules = dict(self._modules)
+        other._buffers = dict(self._buffers)
+        other._modules["estimator"] = estimator
+        device = self.costs.device
+        other.estimator_cost = _count(estimator, self.tile, self.routes_channels, device)
+        return other
 
     def onnx_metadata(self) -> dict[str, str]:
         """What :class:`fxprune.runtime.RoutedSession` needs to report statistics, as ONNX metadata."""
