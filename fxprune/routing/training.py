@@ -34,10 +34,11 @@ class WindowSet:
 
 
 @torch.no_grad()
-def window_set(variants: Sequence[Variant], dataset: RestorationDataset, count: int, context: int,
+def window_set(variants: Sequence[Variant], dataset: RestorationDataset, indices: range, context: int,
                device: torch.device, chunk: int = 32) -> WindowSet:
-    """Cut ``count`` windows from ``dataset`` and measure every route's log MSE on each core (outputs clamped to [0, 1])."""
-    lrs, hrs = zip(*(dataset[i] for i in range(count)))
+    """Windows ``indices`` of ``dataset`` and every route's log MSE on each core (outputs clamped to [0, 1])."""
+    lrs, hrs = zip(*(dataset[i] for i in indices))
+    count = len(indices)
     lr, hr = torch.stack(lrs).to(device), torch.stack(hrs).to(device)
     scale = hr.shape[-1] // lr.shape[-1]
     lo, hi = context * scale, hr.shape[-1] - context * scale
@@ -124,13 +125,12 @@ def train_estimator(
                   sigma=train.sigma)
     if train.task == "sr" and scale < 2:
         raise RoutingError("train.task is 'sr' but the routes keep the size; set TrainConfig(task='denoise' or 'deblur')")
-    fit = window_set(variants, RestorationDataset(_images(train.data, "train"), length=windows, seed=train.seed,
-                                                 **common), windows, context, device)
-    lookup_set = window_set(variants, RestorationDataset(_images(train.data, "train"), length=held_out,
-                                                         seed=train.seed + 1, **common), held_out, context, device)
-    test_set = window_set(variants, RestorationDataset(_images(train.val_data, "test"), length=held_out,
-                                                       seed=train.seed + 2, augment=False, **common),
-                          held_out, context, device)
+    training = RestorationDataset(_images(train.data, "train"), length=windows + held_out, seed=train.seed, **common)
+    fit = window_set(variants, training, range(windows), context, device)
+    lookup_set = window_set(variants, training, range(windows, windows + held_out), context, device)
+    testing = RestorationDataset(_images(train.val_data, "test"), length=held_out, seed=train.seed + 1,
+                                 augment=False, **common)
+    test_set = window_set(variants, testing, range(held_out), context, device)
 
     estimator = ErrorEstimator(len(variants), width=width, channels=channels).to(device)
     with torch.no_grad():  # start each head at its route's mean log error
