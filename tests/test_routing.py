@@ -175,3 +175,22 @@ def test_routed_session_refuses_a_plain_model(routes, tmp_path):
     path = fxprune.export_onnx(routes[1][2].module, tmp_path / "plain.onnx", torch.rand(1, 3, 8, 8), check=False).path
     with pytest.raises(fxprune.InferenceError, match="not a routed model"):
         RoutedSession(path)
+
+
+def test_train_estimator_reports_held_out_rank_correlation(routes, tmp_path):
+    from fxprune.data import demo_images
+    from fxprune.routing.training import train_estimator
+    from fxprune.runtime import write_image
+
+    for split, images in (("train", demo_images("train")[:3]), ("val", demo_images("test")[:2])):
+        (tmp_path / split).mkdir()
+        for i, image in enumerate(images):
+            write_image(tmp_path / split / f"{i}.png", image[:96, :96])
+    config = fxprune.TrainConfig(data=str(tmp_path / "train"), val_data=str(tmp_path / "val"), steps=60,
+                                 batch_size=32, lr=1e-3, progress=False)
+    estimator = train_estimator(routes[1], config, patch=8, context=4, windows=96, held_out=64)
+    quality = estimator.quality
+    assert quality.routes == ["dense", "half", "bicubic"] and len(quality.cnn) == len(quality.laplacian) == 3
+    assert all(np.isfinite(quality.cnn)) and quality.losses[-1] < quality.losses[0]
+    assert quality.laplacian[2] > 0.3  # bicubic's error grows with edge content: the lookup must see that
+    assert estimator(torch.rand(4, 3, 16, 16)).shape == (4, 3)
