@@ -23,6 +23,7 @@ from .spec import Spec
 from .train import TrainConfig
 from .trace import trace
 from .viz import visualize
+from . import routing  # dynamic patch routing (fxprune.routing.RoutedModel, build_variants, train_estimator)
 
 __version__ = "0.1.0"
 
@@ -57,4 +58,5 @@ __all__ = [
     "save",
     "trace",
     "visualize",
+    "routing",
 ]

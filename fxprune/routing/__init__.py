@@ -9,11 +9,14 @@ cheapest good-enough compressed variant, with the trade-off β chosen per call.
 from __future__ import annotations
 
 from .bicubic import BicubicConv, IdentityRoute
+from .estimator import ErrorEstimator, LaplacianEstimator
 from .model import RoutedModel, route_reference, routed_macs
+from .training import EstimatorQuality, train_estimator
 from .variants import RoutingError, Variant, build_variants, check_window
 from .windows import choose_routes
 
 __all__ = [
-    "BicubicConv", "IdentityRoute", "RoutedModel", "RoutingError", "Variant", "build_variants", "check_window",
-    "choose_routes", "route_reference", "routed_macs",
+    "BicubicConv", "ErrorEstimator", "EstimatorQuality", "IdentityRoute", "LaplacianEstimator", "RoutedModel",
+    "RoutingError", "Variant", "build_variants", "check_window", "choose_routes", "route_reference", "routed_macs",
+    "train_estimator",
 ]
