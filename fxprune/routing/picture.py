@@ -38,7 +38,7 @@ def plot_route_map(image: np.ndarray, route_map: np.ndarray, names: Sequence[str
     base = image.astype(np.float64) / 255.0
     gray = base.mean(axis=2, keepdims=True)
     overlay = 0.35 * gray + 0.65 * tint
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5.5 * height / max(width, 1) + 0.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2 * height / max(width, 1) + 1.0))
     axes[0].imshow(base)
     axes[0].set_title("input (LR)")
     axes[1].imshow(overlay)
@@ -49,15 +49,14 @@ def plot_route_map(image: np.ndarray, route_map: np.ndarray, names: Sequence[str
     counts = np.bincount(route_map.reshape(-1), minlength=len(names))
     legend = [Patch(color=_color(k, len(names)), label=f"{n}: {100 * counts[k] / route_map.size:.0f}% of windows")
               for k, n in enumerate(names)]
-    axes[1].legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=min(4, len(names)),
-                   fontsize=9, frameon=False)
+    fig.legend(handles=legend, loc="lower center", ncol=min(4, len(names)), fontsize=9, frameon=False)
     axes[1].set_title(title or "route of each window")
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     target = Path(path)
-    fig.savefig(target, dpi=110)
+    fig.savefig(target, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return target
 
