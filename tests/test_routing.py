@@ -58,8 +58,8 @@ def onnx_file(routed, tmp_path_factory):
     return path
 
 
-CASES = [((1, 13, 29), 0.0), ((1, 5, 7), 0.0), ((2, 37, 50), 0.3), ((3, 16, 17), 2.0),
-         ((2, 33, 41), 1e6), ((2, 33, 41), -1e6)]
+CASES = [((1, 13, 29), 0.0), ((1, 5, 7), 0.0), ((2, 30, 37), 0.3), ((3, 16, 17), 2.0),
+         ((2, 25, 27), 1e6), ((1, 25, 27), -1e6)]
 
 
 @settings(max_examples=25, deadline=None)
@@ -186,9 +186,9 @@ def test_train_estimator_reports_held_out_rank_correlation(routes, tmp_path):
         (tmp_path / split).mkdir()
         for i, image in enumerate(images):
             write_image(tmp_path / split / f"{i}.png", image[:96, :96])
-    config = fxprune.TrainConfig(data=str(tmp_path / "train"), val_data=str(tmp_path / "val"), steps=60,
+    config = fxprune.TrainConfig(data=str(tmp_path / "train"), val_data=str(tmp_path / "val"), steps=40,
                                  batch_size=32, lr=1e-3, progress=False)
-    estimator = train_estimator(routes[1], config, patch=8, context=4, windows=96, held_out=64)
+    estimator = train_estimator(routes[1], config, patch=8, context=4, windows=64, held_out=48)
     quality = estimator.quality
     assert quality.routes == ["dense", "half", "bicubic"] and len(quality.cnn) == len(quality.laplacian) == 3
     assert all(np.isfinite(quality.cnn)) and quality.losses[-1] < quality.losses[0]
