@@ -16,7 +16,7 @@ fraction of windows per route, and the median ONNX Runtime latency (2 threads) o
 graph. Beside it: each route (and the dense model) on the whole image and tiled like the routed
 model (a routed graph with that single route).
 
-    python benchmarks/bench_routing.py            # full run (~30-45 min on 2 idle cores), writes RESULTS.md
+    python benchmarks/bench_routing.py            # full run (~25-40 min on 2 idle cores), writes RESULTS.md
     python benchmarks/bench_routing.py --quick    # smoke test (~2-4 min), tiny model and crops, prints only
 """
 from __future__ import annotations
@@ -71,7 +71,6 @@ def eval_images(crop: int | None) -> list[tuple[str, np.ndarray]]:
     import os
 
     import skimage
-    from fxprune.data import load_images  # noqa: F401 - same reader semantics as the package
     from PIL import Image
 
     from fxprune.data import DEMO_SPLITS

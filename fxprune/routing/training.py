@@ -7,13 +7,11 @@ windows (the test split), per route: routing only needs the ranking of windows t
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..data import RestorationDataset, demo_images, load_images
 from ..train import TrainConfig
