@@ -24,6 +24,7 @@ from .spec import Spec
 from .train import TrainConfig
 from .trace import trace
 from .viz import visualize
+from . import routing  # dynamic patch routing (fxprune.routing.RoutedModel, build_variants, train_estimator)
 
 __version__ = "0.1.0"
 
@@ -59,4 +60,5 @@ __all__ = [
     "save",
     "trace",
     "visualize",
+    "routing",
 ]

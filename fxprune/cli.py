@@ -88,10 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=128, help="input tile size in px, context included (default 128)")
     p.add_argument("--overlap", type=int, default=16, help="context px on each inner side of a tile (default 16)")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: one per core)")
+    p.add_argument("--beta", type=float, help="routed models (fxprune route): the quality/cost trade-off β")
     p.set_defaults(run=cli_runtime.cmd_infer)
     from .viz import add_graph_command  # `fxprune graph MODEL -o coupled.html`: the interactive page
     add_graph_command(sub)
     from .cli_compress import add_commands  # compress / demo
+    from .cli_route import add_route_command  # route
+
+    add_route_command(sub)
 
     add_commands(sub)
     return parser

@@ -96,6 +96,10 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
     try:
         session = open_session(args.model, threads=args.threads)
+        from .cli_route import routed_infer  # routed models take β (fxprune route)
+
+        if routed_infer(args, session):
+            return 0
         image = read_image(args.input)
         height, width = image.shape[:2]
         shape = list(session.get_inputs()[0].shape)

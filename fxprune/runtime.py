@@ -25,7 +25,8 @@ import torch
 
 from .errors import InferenceError
 
-__all__ = ["open_session", "run_tiled", "read_image", "write_image", "tile_windows", "session_tile", "Window"]
+__all__ = ["open_session", "run_tiled", "read_image", "write_image", "tile_windows", "session_tile", "Window",
+           "RoutedSession", "RouteStats", "routing_metadata"]
 
 # ---------------------------------------------------------------------------- sessions
 def _first_line(error: BaseException) -> str:
@@ -289,6 +290,104 @@ def session_tile(session: Any, tile: int) -> int | tuple[int, int]:
     if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):
         return int(shape[2]), int(shape[3])
     return tile
+
+
+# ---------------------------------------------------------------------------- routed models
+@dataclass
+class RouteStats:
+    """What a :class:`RoutedSession` run did: windows per route, MACs, and the route map(s).
+
+    ``fractions`` maps each route name to its share of the windows; ``macs`` counts every window's
+    route plus the estimator on every window (overlapping outer tiles included, so it is what was
+    computed); ``macs_per_pixel`` divides by the input (LR) pixels; ``route_maps`` holds one
+    ``[rows, cols]`` array per outer tile (one for a whole-image run).
+    """
+
+    routes: list[str]
+    counts: list[int]
+    macs: int
+    macs_per_pixel: float
+    route_maps: list[np.ndarray]
+
+    @property
+    def fractions(self) -> dict[str, float]:
+        total = max(1, sum(self.counts))
+        return {name: count / total for name, count in zip(self.routes, self.counts)}
+
+    @property
+    def route_map(self) -> np.ndarray:
+        """The route map of a whole-image run (``[rows, cols]``, route indices in ``routes`` order)."""
+        if len(self.route_maps) != 1:
+            raise ValueError(f"this run used {len(self.route_maps)} outer tiles; see route_maps")
+        return self.route_maps[0]
+
+    def summary(self) -> str:
+        """One line: the route fractions and MACs per pixel."""
+        parts = ", ".join(f"{name} {100 * f:.1f}%" for name, f in self.fractions.items())
+        return f"routes: {parts}; {self.macs_per_pixel:,.0f} MACs/pixel (estimator included)"
+
+
+ROUTING_KEY = "fxprune.routing"
+
+
+def routing_metadata(session: Any) -> dict[str, Any] | None:
+    """The routing metadata of an ORT session of a routed model (see ``RoutedModel.onnx_metadata``), or None."""
+    import json
+
+    text = session.get_modelmeta().custom_metadata_map.get(ROUTING_KEY)
+    return json.loads(text) if text else None
+
+
+class RoutedSession:
+    """An ONNX Runtime session of a routed model (exported from :class:`fxprune.routing.RoutedModel`).
+
+    ``run(image, beta)`` restores an HxWxC image (uint8, or float in [0, 1]) with trade-off β
+    (0: smallest predicted error; larger: cheaper routes) and returns ``(output, RouteStats)``.
+    With ``tile`` the image is cut into outer tiles of at most ``tile`` px (``overlap`` px of
+    context, as :func:`run_tiled`) so memory stays bounded; each tile is routed on its own.
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, providers: Sequence[Any] | None = None):
+        self.session = open_session(path, threads=threads, providers=providers)
+        meta = routing_metadata(self.session)
+        inputs = self.session.get_inputs()
+        if meta is None or len(inputs) != 2:
+            raise InferenceError(f"'{path}' is not a routed model (no '{ROUTING_KEY}' metadata and β input); "
+                                 "build one with `fxprune route` or fxprune.routing.RoutedModel")
+        self.meta = meta
+        self.routes: list[str] = list(meta["routes"])
+        self._names = [i.name for i in inputs]
+
+    def _run(self, batch: np.ndarray, beta: float, maps: list[np.ndarray]) -> np.ndarray:
+        feeds = {self._names[0]: batch, self._names[1]: np.asarray(beta, dtype=np.float32)}
+        try:
+            out, route_map = self.session.run(None, feeds)
+        except Exception as error:  # noqa: BLE001 - ORT raises its own exception types
+            raise InferenceError(f"ONNX Runtime failed on an input of shape {batch.shape}: {_first_line(error)}") \
+                from error
+        maps.extend(np.asarray(route_map))
+        return np.asarray(out)
+
+    def run(self, image: np.ndarray, beta: float = 0.0, tile: int | None = None,
+            overlap: int = 16) -> tuple[np.ndarray, RouteStats]:
+        """Restore ``image`` (HxWxC) routed with ``beta``; returns the output image and :class:`RouteStats`."""
+        if isinstance(beta, bool) or not isinstance(beta, (int, float, np.floating, np.integer)) or not np.isfinite(beta):
+            raise ValueError(f"beta must be a finite number, got {beta!r}")
+        image = _check_image(image)
+        maps: list[np.ndarray] = []
+        if tile is None:
+            out = self._run(_to_model(image), float(beta), maps)[0]
+            result = _from_model(out, image.dtype == np.uint8)
+        else:
+            def run(x: torch.Tensor) -> torch.Tensor:
+                return torch.from_numpy(self._run(x.numpy(), float(beta), maps))
+
+            result = run_tiled(run, image, scale=int(self.meta["scale"]), tile=tile, overlap=overlap)
+        costs, estimator = self.meta["window_macs"], int(self.meta["estimator_macs"])
+        counts = np.bincount(np.concatenate([m.reshape(-1) for m in maps]), minlength=len(costs))[: len(costs)]
+        macs = int(sum(int(c) * int(n) for c, n in zip(costs, counts)) + estimator * int(counts.sum()))
+        pixels = image.shape[0] * image.shape[1]
+        return result, RouteStats(self.routes, [int(c) for c in counts], macs, macs / pixels, maps)
 
 
 # ---------------------------------------------------------------------------- image IO

@@ -519,6 +519,8 @@ def export_onnx(
     inputs of other heights/widths than the example (see :func:`check_onnx_parity`); an error
     above ``atol_scale * max(0.01, max |reference output|)`` raises
     :class:`fxprune.errors.ParityError`. Weights above ~1.8 GB go to an external data file.
+    A model with an ``onnx_metadata()`` method (a ``{key: str}`` dict) has it written into the
+    file's metadata (:class:`fxprune.routing.RoutedModel` records its routes and costs so).
 
     >>> import tempfile, os, torch
     >>> from fxprune.passes.export_onnx import export_onnx
@@ -585,6 +587,10 @@ def export_onnx(
     import onnx
 
     written = onnx.load(str(target), load_external_data=False)
+    metadata = getattr(model, "onnx_metadata", None)  # e.g. fxprune.routing.RoutedModel's routes and costs
+    if callable(metadata):
+        onnx.helper.set_model_props(written, {**{p.key: p.value for p in written.metadata_props}, **metadata()})
+        onnx.save(written, str(target))
     onnx.checker.check_model(str(target))
     actual_opset = next((o.version for o in written.opset_import if o.domain in ("", "ai.onnx")), opset)
     if actual_opset != opset:

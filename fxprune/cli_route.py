@@ -1,0 +1,166 @@
+"""``fxprune route MODEL --spec variants.yaml -o out/``: build a routed model, export it, report on it;
+and the routed branch of ``fxprune infer`` (``--beta``).
+
+The spec file (YAML/JSON) holds a ``variants`` list of compression specs (or a mapping name ->
+spec) and optionally ``fallback`` (``bicubic``/``identity``/``null``), ``patch``, ``context``,
+``train`` (TrainConfig fields for building the variants: fine-tuning, ASSL), ``estimator``
+(TrainConfig fields plus ``windows``, ``held_out``, ``width`` for the error estimator) and
+``betas`` (the β values of the report's curve).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from .errors import FxpruneError, SpecError
+
+__all__ = ["add_route_command", "load_routing_spec", "routed_infer"]
+
+KEYS = ("variants", "fallback", "patch", "context", "train", "estimator", "betas")
+ESTIMATOR_EXTRA = ("windows", "held_out", "width")
+DEFAULT_BETAS = [0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0]
+
+
+def load_routing_spec(path: str) -> dict[str, Any]:
+    """Read and check a routing spec file; every problem raises :class:`fxprune.SpecError` naming the field."""
+    file = Path(path)
+    if not file.is_file():
+        raise SpecError("<file>", f"no routing spec file at {file}")
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise SpecError("<yaml>", f"{file} is not valid YAML/JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise SpecError("<root>", f"{file} must hold a mapping with a 'variants' list")
+    unknown = sorted(set(data) - set(KEYS))
+    if unknown:
+        raise SpecError(unknown[0], f"unknown routing field; the fields are {', '.join(KEYS)}")
+    variants = data.get("variants")
+    if not variants or not isinstance(variants, (list, dict)):
+        raise SpecError("variants", "give a non-empty list of compression specs (or a mapping name -> spec), e.g. "
+                        "[{method: l1, ratio: 0.25}, {method: l1, ratio: 0.5}]")
+    for field, low in (("patch", 1), ("context", 0)):
+        value = data.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise SpecError(field, f"must be an integer >= {low}, got {value!r}")
+    for field in ("train", "estimator"):
+        if not isinstance(data.get(field) or {}, dict):
+            raise SpecError(field, "must be a mapping of TrainConfig fields")
+    betas = data.get("betas", DEFAULT_BETAS)
+    if not isinstance(betas, list) or not betas or not all(isinstance(b, (int, float)) and not isinstance(b, bool)
+                                                          for b in betas):
+        raise SpecError("betas", f"must be a non-empty list of numbers, got {betas!r}")
+    return {"variants": variants, "fallback": data.get("fallback", "bicubic"), "patch": data.get("patch", 48),
+            "context": data.get("context", 4), "train": data.get("train") or {},
+            "estimator": data.get("estimator") or {}, "betas": [float(b) for b in betas]}
+
+
+def _config(fields: dict[str, Any], section: str, **defaults: Any) -> Any:
+    from .train import TrainConfig
+
+    try:
+        return TrainConfig(**{**defaults, **fields})
+    except TypeError as error:
+        raise SpecError(section, f"unknown TrainConfig field: {error}") from error
+
+
+def _specs(variants: Any) -> Any:
+    from .spec import Spec
+
+    items = variants.items() if isinstance(variants, dict) else enumerate(variants)
+    for key, spec in items:
+        if not isinstance(spec, dict):
+            raise SpecError(f"variants.{key}", f"must be a mapping of spec fields, got {spec!r}")
+    if isinstance(variants, dict):
+        return {str(name): Spec.from_dict(spec) for name, spec in variants.items()}
+    return [Spec.from_dict(spec) for spec in variants]
+
+
+def _cmd_route(args: argparse.Namespace) -> int:
+    from .cli import _build_from_args
+    from .data import pairs_from
+    from .passes.export_onnx import export_onnx
+    from .routing import RoutedModel, build_variants
+    from .routing.report import write_routing_report
+    from .routing.training import train_estimator
+
+    spec = load_routing_spec(args.spec)
+    for field in ("patch", "context"):
+        if getattr(args, field) is not None:
+            spec[field] = getattr(args, field)
+    quiet = {"progress": False} if args.quiet else {}
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    model, x = _build_from_args(args)
+    train = _config({**spec["train"], **quiet}, "train") if spec["train"] else None
+    variants = build_variants(model, _specs(spec["variants"]), (x,), train=train, fallback=spec["fallback"])
+    est_fields = dict(spec["estimator"])
+    extra = {k: est_fields.pop(k) for k in ESTIMATOR_EXTRA if k in est_fields}
+    est_train = _config(est_fields, "estimator", lr=1e-3, batch_size=32, progress=False)
+    print(f"{len(variants)} routes: {', '.join(v.name for v in variants)}; training the error estimator ...")
+    estimator = train_estimator(variants, est_train, patch=spec["patch"], context=spec["context"], **extra)
+    routed = RoutedModel(variants, estimator, patch=spec["patch"], context=spec["context"]).eval()
+    tile = routed.tile
+    example = (torch.rand(1, x.shape[1], 2 * tile + 3, 2 * tile + 5), torch.tensor(0.5))
+    report = export_onnx(routed, out / "routed.onnx", example, opset=18)
+    pairs = pairs_from(est_train.val_data, "test", task=est_train.task, scale=routed.scale) \
+        if est_train.task == "sr" else pairs_from(est_train.val_data, "test", task=est_train.task)
+    path = write_routing_report(routed, estimator, pairs, spec["betas"], out, report)
+    print(f"wrote {report.path} (opset {report.opset}, ONNX Runtime vs PyTorch max abs error {report.max_abs_error:.3g})")
+    print(f"wrote {path} ({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+def add_route_command(sub: Any) -> None:
+    """Register ``fxprune route`` on the ``fxprune`` sub-command parser."""
+    from .cli import _model_arguments
+
+    p = sub.add_parser("route", help="build compressed variants, train an error estimator and export one routed "
+                                     "ONNX model that picks a variant per window (β chosen at run time)")
+    _model_arguments(p)
+    p.add_argument("--spec", required=True, metavar="VARIANTS.yaml",
+                   help="routing spec: variants (list of compression specs), fallback, patch, context, train, "
+                        "estimator, betas")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory (routed.onnx, report.md)")
+    p.add_argument("--patch", type=int, help="window core size in LR px (overrides the spec; default 48)")
+    p.add_argument("--context", type=int, help="context px on each side of a window (overrides the spec; default 4)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=_cmd_route)
+
+
+def routed_infer(args: argparse.Namespace, session: Any) -> bool:
+    """The ``--beta`` part of ``fxprune infer``: run a routed model and print route fractions and MACs/pixel.
+
+    Returns False (nothing done) for an ordinary model without ``--beta``.
+    """
+    from .runtime import RoutedSession, read_image, routing_metadata, write_image
+
+    beta = getattr(args, "beta", None)
+    routed = routing_metadata(session) is not None
+    if not routed:
+        if beta is not None:
+            raise FxpruneError(f"--beta applies to routed models (from `fxprune route`); '{args.model}' has no β "
+                               "input: drop --beta")
+        return False
+    if beta is None:
+        raise FxpruneError(f"'{args.model}' is a routed model: pass --beta (0: best predicted quality; larger: "
+                           "cheaper routes, e.g. 0.5)")
+    runner = RoutedSession(args.model, threads=args.threads)
+    image = read_image(args.input)
+    outer = max(args.tile, 1024)  # outer tiles only bound memory: each one is routed on its own
+    start = time.perf_counter()
+    big = image.shape[0] > outer or image.shape[1] > outer
+    result, stats = runner.run(image, beta, tile=outer if big else None, overlap=args.overlap)
+    elapsed = time.perf_counter() - start
+    write_image(args.output, result)
+    print(f"input  {args.input}: {image.shape[0]}x{image.shape[1]} (HxW)")
+    print(f"output {args.output}: {result.shape[0]}x{result.shape[1]} (HxW), β = {beta:g}, "
+          f"{'outer tiles of ' + str(outer) + ' px, ' if big else ''}{elapsed:.3f} s")
+    print(stats.summary())
+    return True

@@ -1,0 +1,78 @@
+"""Per-window error estimators: a small CNN (shared trunk, one head per route) and the training-free
+mean-|Laplacian| lookup of ARM; both map ``[N, C, T, T]`` windows to ``[N, K]`` predicted log MSE."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ErrorEstimator", "LaplacianEstimator", "laplacian_energy"]
+
+
+class ErrorEstimator(nn.Module):
+    """Three stride-2 3x3 convs and a global average pool (the trunk), then one small MLP head per route.
+
+    >>> ErrorEstimator(3)(torch.rand(5, 3, 40, 40)).shape
+    torch.Size([5, 3])
+    """
+
+    def __init__(self, routes: int, width: int = 16, channels: int = 3) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(
+            nn.Conv2d(channels, width, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
+        )
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(2 * width, 2 * width), nn.ReLU(), nn.Linear(2 * width, 1)) for _ in range(routes)
+        )
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        features = self.trunk(windows).mean(dim=(2, 3))
+        return torch.cat([head(features) for head in self.heads], dim=1)
+
+
+def laplacian_energy(windows: torch.Tensor) -> torch.Tensor:
+    """Mean |4-neighbour Laplacian| of each window's channel mean (ARM's edge score), ``[N]``.
+
+    >>> laplacian_energy(torch.ones(2, 3, 8, 8)).tolist()
+    [0.0, 0.0]
+    """
+    gray = windows.mean(dim=1, keepdim=True)
+    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=windows.dtype,
+                          device=windows.device).reshape(1, 1, 3, 3)
+    return F.conv2d(gray, kernel).abs().mean(dim=(1, 2, 3))
+
+
+class LaplacianEstimator(nn.Module):
+    """ARM-style training-free estimator: edge score -> bin -> per-route mean log MSE of the fitting windows.
+
+    ``edges`` are the inner bin edges ``[B-1]`` (quantiles of the edge score), ``table`` the
+    ``[B, K]`` mean log error of each route in each bin.
+
+    >>> est = LaplacianEstimator(torch.tensor([0.5]), torch.tensor([[-9.0, -8.0], [-6.0, -4.0]]))
+    >>> est(torch.ones(1, 3, 8, 8)).tolist()
+    [[-9.0, -8.0]]
+    """
+
+    def __init__(self, edges: torch.Tensor, table: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("edges", edges.float())
+        self.register_buffer("table", table.float())
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        score = laplacian_energy(windows)
+        bins = (score[:, None] > self.edges[None, :]).to(torch.int64).sum(dim=1)
+        return self.table.index_select(0, bins)
+
+    @classmethod
+    def fit(cls, windows: torch.Tensor, log_errors: torch.Tensor, bins: int = 16) -> "LaplacianEstimator":
+        """Fit the lookup on validation windows ``[N, C, T, T]`` with their true log errors ``[N, K]``."""
+        score = laplacian_energy(windows)
+        bins = max(1, min(bins, score.numel()))
+        edges = torch.quantile(score, torch.linspace(0, 1, bins + 1, dtype=score.dtype)[1:-1])
+        index = (score[:, None] > edges[None, :]).sum(dim=1)
+        table = torch.stack([
+            log_errors[index == b].mean(dim=0) if (index == b).any() else log_errors.mean(dim=0) for b in range(bins)
+        ])
+        return cls(edges, table)
