@@ -15,6 +15,7 @@ from .errors import SpecError
 from .passes.slice_channels import slice_channels
 from .record import stamp
 from .selection import plan_keep
+from .methods import Method, get_method
 from .pruner import as_spec, convert, prepare
 from .schedule import AsslSchedule
 from .spec import Spec
@@ -43,6 +44,9 @@ def compress(
     spec = as_spec(spec)
     if train is not None and not isinstance(train, TrainConfig):
         raise TypeError(f"train must be a fxprune.TrainConfig, got {type(train).__name__}")
+    method = get_method(spec.method)
+    if method is not None:  # a method of the registry (fxprune.methods)
+        return _compress_method(method, model, spec, example_inputs, train)
     if spec.method == "assl":
         return _compress_assl(model, spec, example_inputs, train)
     graph = analyze(model, example_inputs)
@@ -81,4 +85,32 @@ def _compress_assl(model: nn.Module, spec: Spec, example_inputs: Any, train: Tra
                       after_step=pruner.step, status=status, description="assl")
     small = convert(pruner)
     small.meta["fxprune"]["train"] = log.as_dict()
+    return small
+
+
+def _compress_method(method: Method, model: nn.Module, spec: Spec, example_inputs: Any,
+                     train: TrainConfig | None) -> fx.GraphModule:
+    """prepare → the built-in loop driven by the pruner's hooks → convert, for a registered method."""
+    steps = train.steps if train is not None else None
+    if spec.steps is None and steps:
+        spec = dataclasses.replace(spec, steps=steps)
+    elif spec.steps is not None and steps and steps != spec.steps:
+        raise SpecError("steps", f"Spec.steps={spec.steps} and TrainConfig.steps={steps} disagree; set one")
+    if train is None and (method.trains or spec.steps):
+        raise SpecError("method", f"{spec.method!r} {'learns its decisions' if method.trains else 'fine-tunes'} by "
+                        "training: pass train=fxprune.TrainConfig(steps=...) or use fxprune.prepare/convert in your "
+                        "own loop")
+    if method.trains and spec.steps is None:
+        raise SpecError("steps", "set Spec.steps or TrainConfig.steps")
+    pruner = method.prepare(model, spec, example_inputs)
+    log = None
+    if train is not None and pruner.total_steps:
+        scale = train.scale or infer_scale(model, example_inputs)
+        check_task(train, scale)
+        log = train_model(pruner.model, train, pruner.total_steps, scale, extra_loss=pruner.penalty,
+                          after_step=pruner.step, status=pruner.status, description=spec.method,
+                          param_groups=pruner.param_groups(train.lr, train.gate_lr))
+    small = pruner.convert()
+    if log is not None:
+        small.meta["fxprune"]["train"] = log.as_dict()
     return small
