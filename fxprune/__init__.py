@@ -17,6 +17,7 @@ from .errors import (
 )
 from .graph import ChannelGraph, Group, Member
 from .model_io import load, save
+from .nm_check import NMReport, check_nm
 from .passes.export_onnx import ExportReport, OnnxExportError, check_onnx_parity, export_onnx
 from .pruner import AsslPruner, convert, prepare
 from .spec import Spec
@@ -50,6 +51,8 @@ __all__ = [
     "compress",
     "count_macs",
     "count_params",
+    "check_nm",
+    "NMReport",
     "check_onnx_parity",
     "export_onnx",
     "load",

@@ -37,17 +37,19 @@ class NMSite:
     macs: int
 
 
-def _boundary_weights(graph: ChannelGraph) -> set[str]:
-    """Weights whose input channels are the model input or whose output channels are the model output."""
-    out = set()
+def _boundary_weights(graph: ChannelGraph, weights: set[str]) -> set[str]:
+    """Of ``weights``, those whose output channels are fixed as the model output, and those whose
+    input channels belong to no group: no layer produces them, they are the model input."""
+    out, fed = set(), set()
     for group in graph.groups:
         for member in group.members:
             if member.param is None:
                 continue
-            if ("model input" in group.fixed_reasons and member.dim == 1) or \
-                    ("model output" in group.fixed_reasons and member.dim == 0):
+            if member.dim == 1:
+                fed.add(member.param)
+            if member.dim == 0 and "model output" in group.fixed_reasons:
                 out.add(member.param)
-    return out
+    return out | (set(weights) - fed)
 
 
 def select_sites(graph: ChannelGraph, spec: Spec, example_inputs: Any) -> tuple[dict[str, NMSite], int]:
@@ -65,7 +67,7 @@ def select_sites(graph: ChannelGraph, spec: Spec, example_inputs: Any) -> tuple[
                         f"{', '.join(list(modules)[:8])}{' …' if len(modules) > 8 else ''}")
     report = count_macs(gm, example_inputs, per_layer=True)
     by_node = {layer.node: layer.macs for layer in report.layers}
-    boundary = _boundary_weights(graph)
+    boundary = _boundary_weights(graph, set(reads))
     n_cap = spec.m // 2 if spec.hardware == "2:4" else spec.m - 1
     sites: dict[str, NMSite] = {}
     for param, nodes in reads.items():
