@@ -416,16 +416,20 @@ class _Pricer(fx.Interpreter):
         self._record(n, "einsum", macs, "linear" if weight else "matmul", weight)
 
 
-def nm_record(model: nn.Module) -> dict[str, tuple[int, int]]:
-    """``param -> (N, M)`` of a converted N:M model, from its record (``meta["fxprune"]["nm"]``,
-    or after :func:`fxprune.load` the saved copy in ``meta["fxprune_saved"]["nm"]``)."""
+def nm_layers(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """``param -> {"n", "m", "hardware"}`` of a converted N:M model, from its record
+    (``meta["fxprune"]["nm"]``, or after :func:`fxprune.load` the copy in ``meta["fxprune_saved"]``)."""
     meta = getattr(model, "meta", None)
     if not isinstance(meta, dict):
         return {}
     record = meta.get("fxprune") if isinstance(meta.get("fxprune"), dict) else {}
     saved = meta.get("fxprune_saved") if isinstance(meta.get("fxprune_saved"), dict) else {}
-    layers = (record.get("nm") if record.get("stage") == "converted" else None) or saved.get("nm") or {}
-    return {str(p): (int(v["n"]), int(v["m"])) for p, v in layers.items()}
+    return dict((record.get("nm") if record.get("stage") == "converted" else None) or saved.get("nm") or {})
+
+
+def nm_record(model: nn.Module) -> dict[str, tuple[int, int]]:
+    """``param -> (N, M)`` of a converted N:M model (see :func:`nm_layers`)."""
+    return {str(p): (int(v["n"]), int(v["m"])) for p, v in nm_layers(model).items()}
 
 
 def nm_densities(model: nn.Module, params: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, int]]:

@@ -28,7 +28,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from .counting import nm_record
+from .counting import nm_layers
 from .errors import CheckpointError
 from .trace import _quiet_torch_logs, as_inputs
 
@@ -162,8 +162,8 @@ def save(model: nn.Module, path: str | os.PathLike, example_inputs: Any, *,
         "dynamic_batch": dynamic_batch,
         "report": report_json,
     }
-    if nm_record(model):  # N and M per weight of an N:M model: count_macs and check_nm read it after load
-        metadata["nm"] = json.loads(json.dumps(model.meta["fxprune"]["nm"]))
+    if nm_layers(model):  # N and M per weight of an N:M model: count_macs and check_nm read it after load
+        metadata["nm"] = json.loads(json.dumps(nm_layers(model)))
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:

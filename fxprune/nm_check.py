@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .counting import count_macs, nm_record
+from .counting import count_macs, nm_layers, nm_record
 from .passes.insert_nm_masks import grouped, weight_reads
 from .trace import trace
 
@@ -87,9 +87,7 @@ def check_nm(model: nn.Module, example_inputs: Any = None, *, m: int | None = No
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     params = dict(model.named_parameters(remove_duplicate=False))
     record = nm_record(model)
-    meta = getattr(model, "meta", {}) if isinstance(getattr(model, "meta", None), dict) else {}
-    stored = (meta.get("fxprune") or {}).get("nm") or (meta.get("fxprune_saved") or {}).get("nm") or {}
-    hw_of = {p: v.get("hardware") for p, v in stored.items()}
+    hw_of = {p: v.get("hardware") for p, v in nm_layers(model).items()}
     if record:
         plan = {p: (mm, n) for p, (n, mm) in record.items() if p in params}
     elif m is not None:
