@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -223,6 +224,11 @@ def test_check_nm_fails_on_a_hand_broken_group():
 
 
 # ---------------------------------------------------------------------------------------- storage, ONNX
+def _weight_bytes(path) -> int:
+    with zipfile.ZipFile(path) as archive:
+        return sum(i.file_size for i in archive.infolist() if "/data/weights/weight" in i.filename)
+
+
 def test_compact_storage_round_trips_exactly_and_exports_with_parity(tmp_path):
     torch.manual_seed(0)
     model, x = build("edsr", blocks=2, channels=32).eval(), torch.randn(1, 3, 12, 12)
@@ -231,8 +237,8 @@ def test_compact_storage_round_trips_exactly_and_exports_with_parity(tmp_path):
     compact_path = fxprune.save(small, tmp_path / "compact.pt2", x, compact_nm=True)
     info = read_metadata(compact_path)["compact_nm"]
     assert info["compact_bytes"] / info["dense_bytes"] == pytest.approx(0.25 + 0.25 / 4)  # values + int8 offsets
-    saved = dense_path.stat().st_size - compact_path.stat().st_size
-    assert saved >= 0.9 * (info["dense_bytes"] - info["compact_bytes"])  # the file shrinks by what was packed
+    saved = _weight_bytes(dense_path) - _weight_bytes(compact_path)  # (the graph JSON grows a little per layer)
+    assert saved >= 0.95 * (info["dense_bytes"] - info["compact_bytes"])
     loaded = fxprune.load(compact_path)
     probe = torch.randn(1, 3, 20, 16)
     assert torch.equal(loaded(probe), small(probe))
