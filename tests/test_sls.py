@@ -83,7 +83,8 @@ def test_gather_mask_equals_unit_stack_in_value_and_gradient():
     mask = NMMask(weight, 8)
     with torch.no_grad():
         mask.scores.copy_(torch.tensor([1.0, 0.9, 0.95, 0.6, 1.02, 0.4, 0.9]))
-    b = mask.keep_ste()
+    p = torch.cumprod(mask.scores.clamp(0, 1.03), 0)  # the paper's formula, written out here
+    b = (p > 0.5).float() - p.detach() + p
     units = [(mask.rank.long() == i).float() for i in range(8)]
     stack = units[0] + sum(b[i - 1] * units[i] for i in range(1, 8))
     gather = mask.mask()
