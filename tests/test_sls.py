@@ -306,3 +306,15 @@ def test_overrides_and_model_errors():
         fxprune.prepare(model, fxprune.Spec(method="nm", n=2, m=32), x)
     with pytest.raises(fxprune.SpecError, match="out of reach"):
         fxprune.prepare(model, fxprune.Spec(method="sls", budget=0.05, m=8, steps=4), x)
+
+
+def test_two_ddp_ranks_learn_identical_n(tmp_path):
+    import torch.multiprocessing as mp
+
+    import ddp_worker_sls
+
+    mp.spawn(ddp_worker_sls.run, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    assert ranks[0]["frozen"] == ranks[1]["frozen"] and ranks[0]["frozen_at"] == ranks[1]["frozen_at"]
+    assert min(ranks[0]["frozen"].values()) < 8
+    torch.testing.assert_close(ranks[0]["out"], ranks[1]["out"])

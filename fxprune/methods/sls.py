@@ -9,6 +9,9 @@ less than ``anneal_threshold``. Once the hard cost is within ``budget`` the mask
 the masked model. If the budget is not met by ``search_steps`` (default half of ``steps``) a
 greedy cut meets it, with a warning, so ``done`` always comes with the budget met.
 
+Under ``DistributedDataParallel`` pass ``find_unused_parameters=True``: from the freeze on the
+scores no longer take part in the forward.
+
 After every ``step()`` the scores are projected into [0, 1.03]: the clamp inside the forward gives
 no gradient outside that range, so a score pushed above it would otherwise stay there.
 
