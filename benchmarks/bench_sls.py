@@ -42,8 +42,9 @@ HEADING = "## SLS: learned N:M vs one-shot N:M, L1 and ASSL (bench_sls.py)"
 BUDGETS = (0.25, 0.125)
 # SLS settings for a few hundred steps: the scores get their own learning rate (Adam moves a score
 # by about that much per step) and λ anneals every 10 steps, so the search can reach the budget
-# within half the steps; the rest fine-tunes.
-SLS = dict(m=16, reg_weight=0.05, anneal_every=10, rerank_every=50, aux_lr=2e-3)
+# within half the steps; the rest fine-tunes. (A probe on this model with score lr 2e-3 reached
+# 0.25 only at the deadline, step 150, and 1/8 needed the greedy cut: hence 5e-3.)
+SLS = dict(m=16, reg_weight=0.05, anneal_every=10, rerank_every=50, aux_lr=5e-3)
 
 
 class SlsBench(Bench):

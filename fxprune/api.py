@@ -23,7 +23,7 @@ from .train import TrainConfig, check_task, infer_scale, train_model
 
 
 def compress(
-    model: nn.Module, spec: Spec | dict, example_inputs: Any, train: TrainConfig | None = None
+    model: nn.Module, spec: Spec | dict | list, example_inputs: Any, train: TrainConfig | None = None
 ) -> fx.GraphModule:
     """Compress ``model`` as ``spec`` says and return a plain, smaller GraphModule.
 
@@ -31,6 +31,9 @@ def compress(
     with the smallest L1 filter norm (summed over the group's producers), rounded to ``round_to``.
     With ``macs=m`` one global ratio is searched so the result keeps at most ``m`` of the MACs.
     ``train=TrainConfig(steps=n)`` then fine-tunes the pruned model for ``n`` steps.
+
+    A list of specs runs them as stages, each on the output of the one before (see
+    :func:`compress_stages`), e.g. ASSL channels then SLS N:M.
 
     ``Spec(method="assl", ...)`` needs ``train``: the built-in loop runs ``prepare``, the whole
     schedule (its length is ``spec.steps`` or ``train.steps``) and ``convert``.
@@ -41,6 +44,8 @@ def compress(
     >>> small.get_parameter("head.weight").shape
     torch.Size([16, 3, 3, 3])
     """
+    if isinstance(spec, (list, tuple)):
+        return compress_stages(model, spec, example_inputs, train)
     spec = as_spec(spec)
     if train is not None and not isinstance(train, TrainConfig):
         raise TypeError(f"train must be a fxprune.TrainConfig, got {type(train).__name__}")
@@ -114,3 +119,48 @@ def _compress_method(method: Method, model: nn.Module, spec: Spec, example_input
     if log is not None:
         small.meta["fxprune"]["train"] = log.as_dict()
     return small
+
+
+def compress_stages(model: nn.Module, specs: list | tuple, example_inputs: Any,
+                    train: TrainConfig | None = None) -> fx.GraphModule:
+    """Run ``specs`` in order, each stage compressing the output of the one before.
+
+    Before every stage after the first, the model is captured again with :func:`fxprune.trace`: a
+    converted model's node metadata still describes the shapes before slicing, and the next
+    analysis needs the real ones. The result's record gets ``stages``: per stage its method,
+    spec, MACs and params, with the fraction of the stage's input and of the original model.
+    Give each spec its own ``steps`` (``train.steps`` applies to every stage that trains).
+
+    >>> import torch, fxprune
+    >>> from fxprune.models import build
+    >>> x = torch.randn(1, 3, 16, 16)
+    >>> stages = [fxprune.Spec(method="l1", ratio=0.5), fxprune.Spec(method="nm", n=2, m=8)]
+    >>> small = fxprune.compress(build("edsr", blocks=2, channels=32), stages, x)
+    >>> [round(s["macs_of_original"], 3) for s in small.meta["fxprune"]["stages"]]
+    [0.263, 0.085]
+    """
+    from .counting import count_macs, count_params
+    from .trace import as_inputs, trace
+
+    if not specs:
+        raise SpecError("stages", "give at least one spec")
+    inputs = as_inputs(example_inputs)
+    first_macs, first_params = count_macs(model, inputs), count_params(model)
+    current: nn.Module = model
+    stages: list[dict[str, Any]] = []
+    before = (first_macs, first_params)
+    for index, stage in enumerate(specs):
+        stage = as_spec(stage)
+        if index:
+            current = trace(current, inputs)  # fresh shapes for the next analysis
+        try:
+            current = compress(current, stage, inputs, train)
+        except SpecError as error:
+            raise SpecError(f"stages[{index}].{error.field}", str(error).split(": ", 1)[-1]) from error
+        macs, params = count_macs(current, inputs), count_params(current)
+        stages.append({"method": stage.method, "spec": stage.to_dict(), "macs": macs, "params": params,
+                       "macs_of_input": macs / before[0], "macs_of_original": macs / first_macs,
+                       "params_of_original": params / first_params})
+        before = (macs, params)
+    current.meta["fxprune"]["stages"] = stages
+    return current

@@ -318,3 +318,41 @@ def test_two_ddp_ranks_learn_identical_n(tmp_path):
     assert ranks[0]["frozen"] == ranks[1]["frozen"] and ranks[0]["frozen_at"] == ranks[1]["frozen_at"]
     assert min(ranks[0]["frozen"].values()) < 8
     torch.testing.assert_close(ranks[0]["out"], ranks[1]["out"])
+
+
+# ---------------------------------------------------------------------------------------- stages
+@pytest.mark.parametrize("name, kwargs", [("edsr", dict(blocks=2, channels=32)), ("carn", {}), ("rcan", {})])
+def test_channels_then_nm_pipeline_on_zoo_models(name, kwargs):
+    torch.manual_seed(0)
+    model, x = build(name, **kwargs).eval(), torch.rand(1, 3, 16, 16)
+    stages = [fxprune.Spec(method="l1", ratio=0.5, round_to=16), fxprune.Spec(method="nm", n=2, m=8)]
+    small = fxprune.compress(model, stages, x)
+    first = fxprune.compress(model, stages[0], x)
+    fresh = fxprune.analyze(fxprune.trace(first, x))   # the second analysis sees the sliced counts
+    members = [m for g in fresh.groups for m in g.members if m.param is not None]
+    assert members and all(m.size == first.get_parameter(m.param).shape[m.dim] for m in members
+                           if m.param in dict(first.named_parameters()))
+    record = small.meta["fxprune"]
+    assert [s["method"] for s in record["stages"]] == ["l1", "nm"]
+    assert record["stages"][0]["macs"] == fxprune.count_macs(first, x)
+    assert fxprune.count_macs(small, x) == record["stages"][1]["macs"] < record["stages"][0]["macs"]
+    assert fxprune.check_nm(small).ok
+    torch.testing.assert_close(small(x), first(x), rtol=1, atol=1e9)  # runs; N:M changes values, not shapes
+    assert small(x).shape == model(x).shape
+
+
+def test_assl_then_sls_pipeline_trains_both_stages():
+    model, x = _edsr(), torch.rand(1, 3, 16, 16)
+    stages = [fxprune.Spec(method="assl", ratio=0.5, round_to=8, steps=4),
+              fxprune.Spec(method="sls", budget=0.5, m=8, steps=4)]
+    with pytest.warns(UserWarning, match="cut greedily"):
+        small = fxprune.compress(model, stages, x, train=fxprune.TrainConfig(**TINY))
+    record = small.meta["fxprune"]
+    assert record["method"] == "sls" and [s["method"] for s in record["stages"]] == ["assl", "sls"]
+    assert small.get_parameter("head.weight").shape[0] == 8          # channels from ASSL
+    assert record["stages"][1]["macs_of_input"] <= 0.5                # N:M from SLS, on the sliced model
+    assert fxprune.check_nm(small).ok and fxprune.count_macs(small, x) == record["stages"][1]["macs"]
+    with pytest.raises(fxprune.SpecError) as error:
+        fxprune.compress(model, [stages[0], fxprune.Spec(method="sls", budget=0.01, m=8, steps=4)], x,
+                         train=fxprune.TrainConfig(**TINY))
+    assert error.value.field == "stages[1].budget"
