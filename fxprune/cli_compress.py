@@ -36,13 +36,17 @@ from .train import TrainConfig, train_model
 from .viz import visualize
 
 SPEC_OVERRIDES = ("method", "ratio", "macs", "round_to", "steps", "budget", "m", "n")
-NM_SPEED_NOTE = ("N:M sparsity: ONNX Runtime on CPU has no N:M kernels, so the zeros give no speed there (the "
-                 "latency above is the dense latency); what CPU users gain is size (model_compact.pt2). Speed "
-                 "needs 2:4 sparsity (hardware='2:4') on NVIDIA GPUs with TensorRT.")
+NM_SPEED_NOTE = ("N:M sparsity: ONNX Runtime on CPU has no N:M kernels, so the N:M zeros give no speed there "
+                 "(any speed-up above comes from removed channels only); what CPU users gain is size "
+                 "(model_compact.pt2; the packed graph adds a few kB per layer, so tiny models may not shrink). "
+                 "Speed needs 2:4 sparsity (hardware='2:4') on NVIDIA GPUs with TensorRT.")
 
 
-def load_spec(path: str | None, args: argparse.Namespace) -> tuple[Spec, dict[str, Any]]:
-    """The spec from a YAML/JSON file (its optional ``train:`` section returned apart), then flags."""
+def load_spec(path: str | None, args: argparse.Namespace) -> tuple[Spec | list[Spec], dict[str, Any]]:
+    """The spec from a YAML/JSON file (its optional ``train:`` section returned apart), then flags.
+
+    A file with ``stages:`` (a list of specs, and optionally ``train:``) gives a list of specs,
+    run in order by ``compress``; flags do not apply to it."""
     data: dict[str, Any] = {}
     if path:
         file = Path(path)
@@ -57,6 +61,13 @@ def load_spec(path: str | None, args: argparse.Namespace) -> tuple[Spec, dict[st
     train = data.pop("train", None) or {}
     if not isinstance(train, dict):
         raise SpecError("train", "the train section must be a mapping of TrainConfig fields")
+    if "stages" in data:
+        stages = data.pop("stages")
+        if not isinstance(stages, list) or not stages:
+            raise SpecError("stages", "must be a non-empty list of specs")
+        if data:
+            raise SpecError(next(iter(data)), "a spec file with stages: holds only 'stages' and 'train'")
+        return [Spec.from_dict(stage) for stage in stages], train
     for name in SPEC_OVERRIDES:
         value = getattr(args, name, None)
         if value is not None:
@@ -121,6 +132,9 @@ def finish(
     notes = [f"ONNX Runtime parity (max error vs PyTorch): dense {dense_report.max_abs_error:.1e}, "
              f"compressed {small_report.max_abs_error:.1e}",
              f"latency: median of {repeats} interleaved ONNX Runtime runs on a {tuple(x.shape)} input"]
+    for index, stage in enumerate(record.get("stages", ())):
+        notes.append(f"stage {index + 1} ({stage['method']}): MACs {stage['macs_of_input']:.3f} of its input, "
+                     f"{stage['macs_of_original']:.3f} of the original")
     if nm_layers(small):
         compact = save(small, out / "model_compact.pt2", (x,), compact_nm=True)
         files["model_compact.pt2"] = "the N:M model stored as values + offsets (fxprune.load)"
@@ -140,7 +154,9 @@ def finish(
     return stats[1]
 
 
-def _needs_training(spec: Spec, args: argparse.Namespace, section: dict[str, Any]) -> bool:
+def _needs_training(spec: Spec | list[Spec], args: argparse.Namespace, section: dict[str, Any]) -> bool:
+    if isinstance(spec, list):
+        return any(_needs_training(stage, args, section) for stage in spec)
     method = get_method(spec.method)
     return (spec.method == "assl" or (method is not None and method.trains) or bool(section.get("steps"))
             or bool(getattr(args, "finetune_steps", None)))
