@@ -16,6 +16,7 @@ from .errors import (
     UnsupportedOpError,
 )
 from .graph import ChannelGraph, Group, Member
+from .methods import Pruner
 from .model_io import load, save
 from .nm_check import NMReport, check_nm
 from .passes.export_onnx import ExportReport, OnnxExportError, check_onnx_parity, export_onnx
@@ -41,6 +42,7 @@ __all__ = [
     "Group",
     "Member",
     "ParityError",
+    "Pruner",
     "Spec",
     "TrainConfig",
     "SpecError",

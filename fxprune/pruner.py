@@ -242,6 +242,9 @@ def _agree_across_ranks(unimportant: dict[int, np.ndarray]) -> dict[int, np.ndar
 def prepare(model: nn.Module, spec: Spec | Mapping[str, Any], example_inputs: Any) -> AsslPruner | Pruner:
     """Trace ``model``, gate the producers of every pruned group, and return the pruner.
 
+    Methods of the registry (``fxprune.methods``: ``sls``, ``nm``) are prepared by their own
+    entry and return their :class:`~fxprune.methods.Pruner`; the rest of this docstring is ASSL.
+
     >>> import torch, fxprune
     >>> from fxprune.models import build
     >>> model = build("edsr", blocks=2, channels=16)
