@@ -76,7 +76,9 @@ def test_compress_nm_from_flags_reports_nm_and_writes_a_compact_file(tmp_path):
                  "--m", "8", "-q", "-o", str(out), "--input-size", "24", "24")
     assert result.returncode == 0, result.stderr
     assert "no speed" in result.stdout and "N:M check: 6 layers, all valid" in result.stdout
-    assert "ONNX Runtime on CPU has no N:M kernels" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "ONNX Runtime on CPU has no N:M kernels" in report and "## N:M per layer" in report
+    assert (out / "nm_layers.png").is_file()
     small, compact = fxprune.load(out / "model.pt2"), fxprune.load(out / "model_compact.pt2")
     x = torch.rand(1, 3, 24, 24)
     assert torch.equal(small(x), compact(x)) and fxprune.check_nm(small).ok
