@@ -17,7 +17,9 @@ from .errors import (
     VerificationError,
 )
 from .graph import ChannelGraph, Group, Member
+from .methods import Pruner
 from .model_io import load, save
+from .nm_check import NMReport, check_nm
 from .passes.export_onnx import ExportReport, OnnxExportError, check_onnx_parity, export_onnx
 from .pruner import AsslPruner, convert, prepare
 from .spec import Spec
@@ -42,6 +44,7 @@ __all__ = [
     "Group",
     "Member",
     "ParityError",
+    "Pruner",
     "Spec",
     "TrainConfig",
     "SpecError",
@@ -53,6 +56,8 @@ __all__ = [
     "compress",
     "count_macs",
     "count_params",
+    "check_nm",
+    "NMReport",
     "check_onnx_parity",
     "export_onnx",
     "load",

@@ -15,6 +15,7 @@ from .errors import SpecError
 from .passes.slice_channels import slice_channels
 from .record import stamp
 from .selection import nothing_pruned, plan_keep
+from .methods import Method, get_method
 from .pruner import as_spec, convert, prepare
 from .schedule import AsslSchedule
 from .spec import Spec
@@ -23,7 +24,7 @@ from .verify import verify_sliced
 
 
 def compress(
-    model: nn.Module, spec: Spec | dict, example_inputs: Any, train: TrainConfig | None = None
+    model: nn.Module, spec: Spec | dict | list, example_inputs: Any, train: TrainConfig | None = None
 ) -> fx.GraphModule:
     """Compress ``model`` as ``spec`` says and return a plain, smaller GraphModule.
 
@@ -31,6 +32,9 @@ def compress(
     with the smallest L1 filter norm (summed over the group's producers), rounded to ``round_to``.
     With ``macs=m`` one global ratio is searched so the result keeps at most ``m`` of the MACs.
     ``train=TrainConfig(steps=n)`` then fine-tunes the pruned model for ``n`` steps.
+
+    A list of specs runs them as stages, each on the output of the one before (see
+    :func:`compress_stages`), e.g. ASSL channels then SLS N:M.
 
     ``Spec(method="assl", ...)`` needs ``train``: the built-in loop runs ``prepare``, the whole
     schedule (its length is ``spec.steps`` or ``train.steps``) and ``convert``.
@@ -41,9 +45,14 @@ def compress(
     >>> small.get_parameter("head.weight").shape
     torch.Size([16, 3, 3, 3])
     """
+    if isinstance(spec, (list, tuple)):
+        return compress_stages(model, spec, example_inputs, train)
     spec = as_spec(spec)
     if train is not None and not isinstance(train, TrainConfig):
         raise TypeError(f"train must be a fxprune.TrainConfig, got {type(train).__name__}")
+    method = get_method(spec.method)
+    if method is not None:  # a method of the registry (fxprune.methods)
+        return _compress_method(method, model, spec, example_inputs, train)
     if spec.method == "assl":
         return _compress_assl(model, spec, example_inputs, train)
     graph = analyze(model, example_inputs)
@@ -83,3 +92,76 @@ def _compress_assl(model: nn.Module, spec: Spec, example_inputs: Any, train: Tra
     small = convert(pruner)
     small.meta["fxprune"]["train"] = log.as_dict()
     return small
+
+
+def _compress_method(method: Method, model: nn.Module, spec: Spec, example_inputs: Any,
+                     train: TrainConfig | None) -> fx.GraphModule:
+    """prepare → the built-in loop driven by the pruner's hooks → convert, for a registered method."""
+    steps = train.steps if train is not None else None
+    if spec.steps is None and steps:
+        spec = dataclasses.replace(spec, steps=steps)
+    elif spec.steps is not None and steps and steps != spec.steps:
+        raise SpecError("steps", f"Spec.steps={spec.steps} and TrainConfig.steps={steps} disagree; set one")
+    if train is None and (method.trains or spec.steps):
+        raise SpecError("method", f"{spec.method!r} {'learns its decisions' if method.trains else 'fine-tunes'} by "
+                        "training: pass train=fxprune.TrainConfig(steps=...) or use fxprune.prepare/convert in your "
+                        "own loop")
+    if method.trains and spec.steps is None:
+        raise SpecError("steps", "set Spec.steps or TrainConfig.steps")
+    pruner = method.prepare(model, spec, example_inputs)
+    log = None
+    if train is not None and pruner.total_steps:
+        scale = train.scale or infer_scale(model, example_inputs)
+        check_task(train, scale)
+        log = train_model(pruner.model, train, pruner.total_steps, scale, extra_loss=pruner.penalty,
+                          after_step=pruner.step, status=pruner.status, description=spec.method,
+                          param_groups=pruner.param_groups(train.lr, train.gate_lr))
+    small = pruner.convert()
+    if log is not None:
+        small.meta["fxprune"]["train"] = log.as_dict()
+    return small
+
+
+def compress_stages(model: nn.Module, specs: list | tuple, example_inputs: Any,
+                    train: TrainConfig | None = None) -> fx.GraphModule:
+    """Run ``specs`` in order, each stage compressing the output of the one before.
+
+    Before every stage after the first, the model is captured again with :func:`fxprune.trace`: a
+    converted model's node metadata still describes the shapes before slicing, and the next
+    analysis needs the real ones. The result's record gets ``stages``: per stage its method,
+    spec, MACs and params, with the fraction of the stage's input and of the original model.
+    Give each spec its own ``steps`` (``train.steps`` applies to every stage that trains).
+
+    >>> import torch, fxprune
+    >>> from fxprune.models import build
+    >>> x = torch.randn(1, 3, 16, 16)
+    >>> stages = [fxprune.Spec(method="l1", ratio=0.5), fxprune.Spec(method="nm", n=2, m=8)]
+    >>> small = fxprune.compress(build("edsr", blocks=2, channels=32), stages, x)
+    >>> [round(s["macs_of_original"], 3) for s in small.meta["fxprune"]["stages"]]
+    [0.263, 0.085]
+    """
+    from .counting import count_macs, count_params
+    from .trace import as_inputs, trace
+
+    if not specs:
+        raise SpecError("stages", "give at least one spec")
+    inputs = as_inputs(example_inputs)
+    first_macs, first_params = count_macs(model, inputs), count_params(model)
+    current: nn.Module = model
+    stages: list[dict[str, Any]] = []
+    before = (first_macs, first_params)
+    for index, stage in enumerate(specs):
+        stage = as_spec(stage)
+        if index:
+            current = trace(current, inputs)  # fresh shapes for the next analysis
+        try:
+            current = compress(current, stage, inputs, train)
+        except SpecError as error:
+            raise SpecError(f"stages[{index}].{error.field}", str(error).split(": ", 1)[-1]) from error
+        macs, params = count_macs(current, inputs), count_params(current)
+        stages.append({"method": stage.method, "spec": stage.to_dict(), "macs": macs, "params": params,
+                       "macs_of_input": macs / before[0], "macs_of_original": macs / first_macs,
+                       "params_of_original": params / first_params})
+        before = (macs, params)
+    current.meta["fxprune"]["stages"] = stages
+    return current

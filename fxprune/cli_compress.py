@@ -19,7 +19,10 @@ from .analysis import analyze
 from .api import compress
 from .counting import count_macs, count_params
 from .data import pairs_from
+from .counting import nm_layers
 from .errors import FxpruneError, SpecError
+from .methods import get_method, registered_methods
+from .nm_check import check_nm
 from .metrics import bicubic_baseline, evaluate
 from .model_io import save
 from .models import build
@@ -31,17 +34,31 @@ from .spec import Spec, read_spec_file
 from .train import TrainConfig, train_model
 from .viz import visualize
 
-SPEC_OVERRIDES = ("method", "ratio", "macs", "round_to", "steps")
+SPEC_OVERRIDES = ("method", "ratio", "macs", "round_to", "steps", "budget", "m", "n")
+NM_SPEED_NOTE = ("N:M sparsity: ONNX Runtime on CPU has no N:M kernels, so the N:M zeros give no speed there "
+                 "(any speed-up above comes from removed channels only); what CPU users gain is size "
+                 "(model_compact.pt2; the packed graph adds a few kB per layer, so tiny models may not shrink). "
+                 "Speed needs 2:4 sparsity (hardware='2:4') on NVIDIA GPUs with TensorRT.")
 
 
-def load_spec(path: str | None, args: argparse.Namespace) -> tuple[Spec, dict[str, Any]]:
-    """The spec from a YAML/JSON file (its optional ``train:`` section returned apart), then flags."""
+def load_spec(path: str | None, args: argparse.Namespace) -> tuple[Spec | list[Spec], dict[str, Any]]:
+    """The spec from a YAML/JSON file (its optional ``train:`` section returned apart), then flags.
+
+    A file with ``stages:`` (a list of specs, and optionally ``train:``) gives a list of specs,
+    run in order by ``compress``; flags do not apply to it."""
     data: dict[str, Any] = {}
     if path:
         data = read_spec_file(path)
     train = data.pop("train", None) or {}
     if not isinstance(train, dict):
         raise SpecError("train", "the train section must be a mapping of TrainConfig fields")
+    if "stages" in data:
+        stages = data.pop("stages")
+        if not isinstance(stages, list) or not stages:
+            raise SpecError("stages", "must be a non-empty list of specs")
+        if data:
+            raise SpecError(next(iter(data)), "a spec file with stages: holds only 'stages' and 'train'")
+        return [Spec.from_dict(stage) for stage in stages], train
     for name in SPEC_OVERRIDES:
         value = getattr(args, name, None)
         if value is not None:
@@ -106,6 +123,16 @@ def finish(
     notes = [f"ONNX Runtime parity (max error vs PyTorch): dense {dense_report.max_abs_error:.1e}, "
              f"compressed {small_report.max_abs_error:.1e}",
              f"latency: median of {repeats} interleaved ONNX Runtime runs on a {tuple(x.shape)} input"]
+    for index, stage in enumerate(record.get("stages", ())):
+        notes.append(f"stage {index + 1} ({stage['method']}): MACs {stage['macs_of_input']:.3f} of its input, "
+                     f"{stage['macs_of_original']:.3f} of the original")
+    if nm_layers(small):
+        compact = save(small, out / "model_compact.pt2", (x,), compact_nm=True)
+        files["model_compact.pt2"] = "the N:M model stored as values + offsets (fxprune.load)"
+        check = check_nm(small)
+        notes.append(f"N:M check: {len(check.layers)} layers, {'all valid' if check.ok else 'INVALID'}; files: "
+                     f"{(out / 'model.pt2').stat().st_size:,} bytes dense, {compact.stat().st_size:,} bytes compact")
+        notes.append(NM_SPEED_NOTE)
     if pairs:
         notes.append(f"PSNR/SSIM: Y channel, {shave} px shaved, mean over {len(pairs)} held-out whole images")
         if shave > 1:
@@ -118,8 +145,12 @@ def finish(
     return stats[1]
 
 
-def _needs_training(spec: Spec, args: argparse.Namespace, section: dict[str, Any]) -> bool:
-    return spec.method == "assl" or bool(section.get("steps")) or bool(getattr(args, "finetune_steps", None))
+def _needs_training(spec: Spec | list[Spec], args: argparse.Namespace, section: dict[str, Any]) -> bool:
+    if isinstance(spec, list):
+        return any(_needs_training(stage, args, section) for stage in spec)
+    method = get_method(spec.method)
+    return (spec.method == "assl" or (method is not None and method.trains) or bool(section.get("steps"))
+            or bool(getattr(args, "finetune_steps", None)))
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
@@ -189,10 +220,13 @@ def add_commands(sub: Any) -> None:
                        "OUT/model.onnx, OUT/report.md and OUT/coupled.html.")
     _model_arguments(p)
     p.add_argument("--spec", help="YAML/JSON spec file (Spec fields, plus an optional 'train:' section)")
-    p.add_argument("--method", choices=("l1", "assl"), help="overrides the spec's method")
+    p.add_argument("--method", choices=("l1", "assl", *registered_methods()), help="overrides the spec's method")
     p.add_argument("--ratio", type=float, help="overrides the spec's ratio")
     p.add_argument("--macs", type=float, help="overrides the spec's MAC budget")
     p.add_argument("--round-to", type=int, dest="round_to", help="overrides the spec's round_to")
+    p.add_argument("--budget", type=float, help="N:M methods: keep at most this fraction of the dense MACs")
+    p.add_argument("--m", type=int, help="N:M methods: the group size M")
+    p.add_argument("--n", type=int, help="method nm: keep the N largest of every group")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     _training_flags(p)
     p.set_defaults(run=cmd_compress)

@@ -35,7 +35,9 @@ Any other ATen op is counted as zero and named in :attr:`MacReport.uncounted`.
 
 With ``weight_masks`` (parameter name -> 0/1 tensor of the parameter's shape, e.g. an N:M mask),
 every conv / linear / matmul whose weight is a masked parameter costs ``(mask.sum() /
-mask.numel())`` of its dense MACs: only the kept weights are multiplied.
+mask.numel())`` of its dense MACs: only the kept weights are multiplied. A model converted by
+an N:M method (``sls``, ``nm``) carries N and M per weight in its record, so its masked layers
+cost N/M of their dense MACs without being told (also after ``fxprune.save`` / ``load``).
 """
 from __future__ import annotations
 
@@ -414,6 +416,27 @@ class _Pricer(fx.Interpreter):
         self._record(n, "einsum", macs, "linear" if weight else "matmul", weight)
 
 
+def nm_layers(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """``param -> {"n", "m", "hardware"}`` of a converted N:M model, from its record
+    (``meta["fxprune"]["nm"]``, or after :func:`fxprune.load` the copy in ``meta["fxprune_saved"]``)."""
+    meta = getattr(model, "meta", None)
+    if not isinstance(meta, dict):
+        return {}
+    record = meta.get("fxprune") if isinstance(meta.get("fxprune"), dict) else {}
+    saved = meta.get("fxprune_saved") if isinstance(meta.get("fxprune_saved"), dict) else {}
+    return dict((record.get("nm") if record.get("stage") == "converted" else None) or saved.get("nm") or {})
+
+
+def nm_record(model: nn.Module) -> dict[str, tuple[int, int]]:
+    """``param -> (N, M)`` of a converted N:M model (see :func:`nm_layers`)."""
+    return {str(p): (int(v["n"]), int(v["m"])) for p, v in nm_layers(model).items()}
+
+
+def nm_densities(model: nn.Module, params: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, int]]:
+    """Densities (kept, numel) of the N:M weights a converted model's record names."""
+    return {p: (params[p].numel() * n // m, params[p].numel()) for p, (n, m) in nm_record(model).items() if p in params}
+
+
 def _graph_of(model: nn.Module, inputs: tuple[Any, ...]) -> fx.GraphModule:
     if isinstance(model, fx.GraphModule) and "fxprune_capture" in model.meta:
         return model
@@ -473,6 +496,7 @@ def count_macs(
     _check_masks(weight_masks, dict(model.named_parameters(remove_duplicate=False)), type(model).__name__)
     gm = _graph_of(model, inputs)
     densities = _check_masks(weight_masks, dict(gm.named_parameters(remove_duplicate=False)), "the traced graph")
+    densities = {**nm_densities(model, dict(gm.named_parameters(remove_duplicate=False))), **densities}
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != len(leaves):
         raise ValueError(f"the graph takes {len(placeholders)} input(s), example_inputs has {len(leaves)}")

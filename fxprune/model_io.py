@@ -28,6 +28,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from .counting import nm_layers, nm_record
 from .errors import CheckpointError
 from .trace import _quiet_torch_logs, as_inputs
 
@@ -118,7 +119,7 @@ def _concrete(size: Any) -> bool:
 
 
 def save(model: nn.Module, path: str | os.PathLike, example_inputs: Any, *,
-         report: dict[str, Any] | None = None) -> Path:
+         report: dict[str, Any] | None = None, compact_nm: bool = False) -> Path:
     """Save ``model`` (a GraphModule from :func:`fxprune.compress` or any ``nn.Module``) to ``path``.
 
     The model is re-exported with ``torch.export`` on ``example_inputs`` with dynamic height and
@@ -126,6 +127,11 @@ def save(model: nn.Module, path: str | os.PathLike, example_inputs: Any, *,
     says which) in eval mode, and written with ``torch.export.save`` plus fxprune metadata (see
     the module docstring). ``report`` is an optional JSON-serializable dict stored with it. The
     file is written atomically; ``path`` must end in ``.pt2``. Returns the path.
+
+    With ``compact_nm`` a model converted by an N:M method stores each N:M weight as its kept
+    values plus ``int8`` offsets, rebuilt in the graph (exactly the same weights; see
+    :mod:`fxprune.passes.compact_nm`); the metadata's ``compact_nm`` gives the weight bytes
+    before and after.
 
     >>> import os, tempfile, torch, fxprune
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU())
@@ -147,6 +153,9 @@ def save(model: nn.Module, path: str | os.PathLike, example_inputs: Any, *,
         raise TypeError(f"report must be a JSON-serializable dict: {error}") from error
     if report is not None and not isinstance(report, dict):
         raise TypeError(f"report must be a dict or None, got {type(report).__name__}")
+    compact = None
+    if compact_nm:
+        model, compact = _compacted(model)
     program, dynamic_hw, dynamic_batch = _export(model, inputs)
     from . import __version__
 
@@ -161,6 +170,10 @@ def save(model: nn.Module, path: str | os.PathLike, example_inputs: Any, *,
         "dynamic_batch": dynamic_batch,
         "report": report_json,
     }
+    if nm_layers(model):  # N and M per weight of an N:M model: count_macs and check_nm read it after load
+        metadata["nm"] = json.loads(json.dumps(nm_layers(model)))
+    if compact is not None:
+        metadata["compact_nm"] = compact
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
@@ -171,6 +184,18 @@ def save(model: nn.Module, path: str | os.PathLike, example_inputs: Any, *,
         if partial.exists():
             partial.unlink()
     return target
+
+
+def _compacted(model: nn.Module) -> tuple[nn.Module, dict[str, int]]:
+    """A copy of an N:M model with its N:M weights as values + offsets (see passes/compact_nm.py)."""
+    from .graph_mode import copy_graph_module
+    from .passes.compact_nm import CompactNM
+
+    layers = {p: (n, m) for p, (n, m) in nm_record(model).items()}
+    if not layers or not isinstance(model, fx.GraphModule):
+        raise ValueError("compact_nm=True needs a model converted by an N:M method (Spec(method='sls' or 'nm'))")
+    result = CompactNM(layers)(copy_graph_module(model))
+    return result.gm, {"dense_bytes": result.info["dense_bytes"], "compact_bytes": result.info["compact_bytes"]}
 
 
 def _fix(target: Path) -> str:

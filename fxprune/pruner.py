@@ -32,6 +32,7 @@ from .passes.slice_channels import slice_channels
 from .schedule import AsslSchedule
 from .record import stamp
 from .selection import nothing_pruned, plan_keep
+from .methods import Pruner, get_method
 from .spec import Spec
 from .verify import verify_sliced
 
@@ -239,8 +240,11 @@ def _agree_across_ranks(unimportant: dict[int, np.ndarray]) -> dict[int, np.ndar
     return box[0]
 
 
-def prepare(model: nn.Module, spec: Spec | Mapping[str, Any], example_inputs: Any) -> AsslPruner:
+def prepare(model: nn.Module, spec: Spec | Mapping[str, Any], example_inputs: Any) -> AsslPruner | Pruner:
     """Trace ``model``, gate the producers of every pruned group, and return the pruner.
+
+    Methods of the registry (``fxprune.methods``: ``sls``, ``nm``) are prepared by their own
+    entry and return their :class:`~fxprune.methods.Pruner`; the rest of this docstring is ASSL.
 
     >>> import torch, fxprune
     >>> from fxprune.models import build
@@ -255,6 +259,9 @@ def prepare(model: nn.Module, spec: Spec | Mapping[str, Any], example_inputs: An
     (True, torch.Size([8, 3, 3, 3]))
     """
     spec = as_spec(spec)
+    method = get_method(spec.method)
+    if method is not None:  # a method of the registry (fxprune.methods)
+        return method.prepare(model, spec, example_inputs)
     if spec.method != "assl":
         raise SpecError("method", f"prepare() trains a method; {spec.method!r} is one-shot: use fxprune.compress")
     graph = analyze(model, example_inputs)
@@ -282,13 +289,15 @@ def prepare(model: nn.Module, spec: Spec | Mapping[str, Any], example_inputs: An
     return AsslPruner(graph, spec, gm, groups, unimportant)
 
 
-def convert(pruner: AsslPruner) -> fx.GraphModule:
+def convert(pruner: AsslPruner | Pruner) -> fx.GraphModule:
     """Fold the gates, drop the unimportant channels and return a plain, smaller GraphModule.
 
     The result (in eval mode) computes what ``pruner.model`` computes once its unimportant
     channels are masked (which they are from the fine-tuning phase on). Converting before the schedule has finished
     works, with a warning.
     """
+    if isinstance(pruner, Pruner):  # a method of the registry (fxprune.methods)
+        return pruner.convert()
     if not isinstance(pruner, AsslPruner):
         raise StageError(
             f"convert() takes the pruner that fxprune.prepare() returned, got {type(pruner).__name__}"

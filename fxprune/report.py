@@ -122,6 +122,36 @@ def group_table(groups: Sequence[dict[str, Any]], limit: int = 60) -> list[str]:
     return lines
 
 
+def plot_nm(layers: dict[str, dict[str, Any]], path: str | Path) -> Path:
+    """Bar chart of the kept fraction N/M of every N:M layer (the record's ``nm``).
+
+    >>> import tempfile, pathlib
+    >>> rows = {"body.0.conv1.weight": {"n": 2, "m": 8}, "body.0.conv2.weight": {"n": 5, "m": 8}}
+    >>> plot_nm(rows, pathlib.Path(tempfile.mkdtemp()) / "nm.png").stat().st_size > 1000
+    True
+    """
+    plt = _pyplot()
+    names = list(layers)
+    fig, ax = plt.subplots(figsize=(min(16.0, max(6.0, 0.25 * len(names) + 2)), 3.6), dpi=110)
+    ax.bar(np.arange(len(names)), [layers[n]["n"] / layers[n]["m"] for n in names], color="#4c72b0")
+    if len(names) <= 40:
+        ax.set_xticks(np.arange(len(names)), [n.rsplit(".", 1)[0] for n in names], fontsize=7, rotation=60, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("N / M kept")
+    ax.set_title("N:M per layer", loc="left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def _nm_section(layers: dict[str, dict[str, Any]], folder: Path) -> list[str]:
+    plot_nm(layers, folder / "nm_layers.png")
+    rows = [f"| `{name}` | {v['n']}:{v['m']} |" for name, v in layers.items()]
+    return ["## N:M per layer", "", "![N/M per layer](nm_layers.png)", "", "| weight | N:M |", "| --- | --- |",
+            *rows, ""]
+
+
 def write_report(
     folder: str | Path,
     record: dict[str, Any],
@@ -145,8 +175,10 @@ def write_report(
     lines = [
         f"# fxprune report: {model_name}",
         "",
-        f"{datetime.datetime.now():%Y-%m-%d %H:%M}, method `{record.get('method')}`, ratio {spec.get('ratio')}, "
-        f"round_to {spec.get('round_to')}. {len(groups)} channel groups "
+        f"{datetime.datetime.now():%Y-%m-%d %H:%M}, method `{record.get('method')}`, "
+        + (f"budget {spec.get('budget')}, M {spec.get('m')}" + (f", N {spec['n']}" if spec.get("n") else "")
+           if record.get("nm") else f"ratio {spec.get('ratio')}, round_to {spec.get('round_to')}")
+        + f". {len(groups)} channel groups "
         f"({sum(g['kind'] == 'free' for g in groups)} free, {sum(g['kind'] == 'coupled' for g in groups)} coupled, "
         f"{sum(g['kind'] == 'fixed' for g in groups)} fixed); {len(pruned)} were pruned.",
         "",
@@ -163,6 +195,8 @@ def write_report(
         *group_table(groups),
         "",
     ]
+    if record.get("nm"):
+        lines += _nm_section(record["nm"], folder)
     train = record.get("train")
     if train and train.get("steps"):
         plot_training(train, folder / "training.png")

@@ -3,7 +3,7 @@
 Override keys, from weakest to strongest precedence (like torch.ao's QConfigMapping):
 ``type:ClassName`` (module class), ``re:<regex>`` (full match on the qualified name), then the exact
 qualified name. A value of ``None`` skips the module (its group is not pruned); a dict sets fields
-(currently ``ratio`` and ``round_to``). A key that matches no producer of any group is an error, so
+(``ratio`` and ``round_to`` for ``l1``/``assl``; ``m`` for ``sls``; ``m`` and ``n`` for ``nm``). A key that matches no producer of any group is an error, so
 a typo never silently prunes nothing.
 """
 from __future__ import annotations
@@ -18,9 +18,25 @@ import yaml
 
 from .errors import SpecError
 
-METHODS = ("l1", "assl")
+METHODS = ("l1", "assl", "sls", "nm")
 ALIGNMENTS = ("joint", "ssa")
 OVERRIDE_FIELDS = ("ratio", "round_to")
+NM_METHODS = ("sls", "nm")
+# the override settings each method reads (l1/assl: OVERRIDE_FIELDS)
+METHOD_OVERRIDE_FIELDS = {"sls": ("m",), "nm": ("m", "n")}
+HARDWARE = ("2:4",)
+# fields owned by some methods only: set away from the default on another method is an error
+_ASSL_ONLY = ("align", "reg_step", "reg_interval", "reg_ceiling", "hold_steps", "ssa_steps", "ssa_weight",
+              "finetune_steps")
+FIELD_OWNERS: dict[str, tuple[str, ...]] = {
+    **{name: ("l1", "assl") for name in ("ratio", "round_to")},
+    **{name: ("assl",) for name in _ASSL_ONLY},
+    "steps": ("assl", "sls", "nm"),
+    "m": NM_METHODS, "budget": NM_METHODS, "hardware": NM_METHODS, "n": ("nm",),
+    **{name: ("sls",) for name in ("rerank_every", "reg_weight", "anneal_every", "anneal_factor",
+                                   "anneal_threshold", "search_steps")},
+}
+_LEGACY = ("l1", "assl")  # their fields are not ownership-checked yet, to keep older specs valid
 
 
 @dataclass(frozen=True)
@@ -53,7 +69,29 @@ class Spec:
         ssa_weight: weight of the SSA loss (1.0, our choice).
         finetune_steps: steps of fine-tuning with the pruned channels masked (100000, our choice).
         steps: if set, every phase (SSA, growth, hold, fine-tuning) is scaled so the schedule
-            takes this many steps in total.
+            takes this many steps in total. For ``sls`` the total of search and fine-tuning;
+            for ``nm`` the optional fine-tuning under the frozen mask.
+
+    N:M fields (``method="sls"``: learned N per layer; ``method="nm"``: one-shot magnitude N:M).
+    Groups are ``m`` consecutive input channels per output filter and kernel tap; only conv /
+    linear weights whose reduction length is a multiple of ``m`` are masked, and the layers that
+    read the model input or write its output stay dense unless an override names them.
+        m: the group size M (16).
+        n: ``nm`` only: keep the ``n`` largest of every group (1 ≤ n < m).
+        budget: keep at most this fraction of the dense MACs (0 < budget ≤ 1). ``sls`` needs it;
+            ``nm`` takes ``n`` or ``budget`` (then the largest uniform N that fits). ``macs`` is
+            an alias (and for ``l1``/``assl`` ``budget`` is an alias of ``macs``).
+        hardware: ``"2:4"``: only the top 2 of every aligned block of 4 may be kept, so every
+            pattern runs on NVIDIA sparse tensor cores; N is capped at M/2.
+        rerank_every: re-rank the weights of every group from their magnitudes this often (1000).
+        reg_weight: λ of the cost penalty ``λ · anneal · cost``, cost normalized by the dense
+            MACs (1.4e-3, the paper's 1e-10 on raw MACs translated; annealing adjusts it).
+        anneal_every / anneal_factor / anneal_threshold: every ``anneal_every`` steps (500), if
+            the compression ratio (dense / current MACs) grew by less than ``anneal_threshold``
+            (0.2), ``anneal *= anneal_factor`` (1.2). These are the official code's values; the
+            paper's text says 1.1 and 0.1.
+        search_steps: the budget must be met by this step (default: half of ``steps``); if the
+            search has not met it, a greedy cut does (with a warning) and fine-tuning starts.
 
     >>> spec = Spec(ratio=0.5, overrides={"tail.0": None, "re:body\\\\.\\\\d+\\\\.conv1": {"ratio": 0.3}})
     >>> Spec.from_yaml(spec.to_yaml()) == spec
@@ -74,10 +112,23 @@ class Spec:
     ssa_weight: float = 1.0
     finetune_steps: int = 100000
     steps: int | None = None
+    m: int = 16
+    n: int | None = None
+    budget: float | None = None
+    hardware: str | None = None
+    rerank_every: int = 1000
+    reg_weight: float = 1.4e-3
+    anneal_every: int = 500
+    anneal_factor: float = 1.2
+    anneal_threshold: float = 0.2
+    search_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise SpecError("method", f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        self._alias_budget()
+        self._check_owners()
+        self._check_nm()
         if self.align not in ALIGNMENTS:
             raise SpecError("align", f"unknown alignment {self.align!r}; choose one of {', '.join(ALIGNMENTS)}")
         for name in ("reg_step", "reg_ceiling"):
@@ -95,8 +146,63 @@ class Spec:
         if not isinstance(self.overrides, Mapping):
             raise SpecError("overrides", f"must be a mapping of module keys to settings, got {type(self.overrides).__name__}")
         for key, value in self.overrides.items():
-            _check_override(key, value)
+            _check_override(key, value, METHOD_OVERRIDE_FIELDS.get(self.method, OVERRIDE_FIELDS))
         object.__setattr__(self, "overrides", {k: (None if v is None else dict(v)) for k, v in self.overrides.items()})
+
+    def _alias_budget(self) -> None:
+        """``budget`` and ``macs`` name the same thing; keep the one the method reads."""
+        if self.budget is not None and self.macs is not None and self.budget != self.macs:
+            raise SpecError("budget", f"budget={self.budget} and macs={self.macs} disagree; set one")
+        if self.method in NM_METHODS and self.macs is not None:
+            object.__setattr__(self, "budget", self.macs)
+            object.__setattr__(self, "macs", None)
+        elif self.method not in NM_METHODS and self.budget is not None:
+            object.__setattr__(self, "macs", self.budget)
+            object.__setattr__(self, "budget", None)
+
+    def _check_owners(self) -> None:
+        for spec_field in fields(self):
+            owners = FIELD_OWNERS.get(spec_field.name)
+            if owners is None or self.method in owners or (self.method in _LEGACY and set(owners) & set(_LEGACY)):
+                continue
+            default = spec_field.default
+            if getattr(self, spec_field.name) != default:
+                raise SpecError(spec_field.name, f"is a setting of method {' / '.join(owners)}, not of "
+                                f"{self.method!r}; remove it or choose one of those methods")
+
+    def _check_nm(self) -> None:
+        if self.budget is not None and (isinstance(self.budget, bool) or not isinstance(self.budget, (int, float))
+                                        or not 0 < self.budget <= 1):
+            raise SpecError("budget", f"must be a fraction of the dense MACs in (0, 1], got {self.budget!r}")
+        if self.method not in NM_METHODS:
+            return
+        _check_count("m", self.m, minimum=2)
+        for name in ("rerank_every", "anneal_every"):
+            _check_count(name, getattr(self, name), minimum=1)
+        if self.search_steps is not None:
+            _check_count("search_steps", self.search_steps, minimum=0)
+        _check_positive("reg_weight", self.reg_weight, allow_zero=True)
+        _check_positive("anneal_threshold", self.anneal_threshold, allow_zero=True)
+        if isinstance(self.anneal_factor, bool) or not isinstance(self.anneal_factor, (int, float)) \
+                or self.anneal_factor < 1:
+            raise SpecError("anneal_factor", f"must be a number >= 1, got {self.anneal_factor!r}")
+        if self.hardware is not None and self.hardware not in HARDWARE:
+            raise SpecError("hardware", f"unknown hardware pattern {self.hardware!r}; choose None or one of "
+                            f"{', '.join(HARDWARE)}")
+        if self.hardware == "2:4" and self.m % 4:
+            raise SpecError("m", f"hardware='2:4' needs m divisible by 4, got {self.m}")
+        n_max = self.m // 2 if self.hardware == "2:4" else self.m - 1
+        if self.method == "sls" and self.budget is None:
+            raise SpecError("budget", "method 'sls' learns N per layer under a MAC budget: set budget= "
+                            "(e.g. 0.25 keeps a quarter of the dense MACs)")
+        if self.method == "nm":
+            if (self.n is None) == (self.budget is None):
+                raise SpecError("n", "method 'nm' needs exactly one of n= (e.g. n=2, m=4) or budget=")
+            if self.n is not None:
+                _check_count("n", self.n, minimum=1)
+                if self.n > n_max:
+                    raise SpecError("n", f"must be at most {n_max} for m={self.m}"
+                                    f"{' in 2:4 mode' if self.hardware else ''}, got {self.n}")
 
     # ------------------------------------------------------------------ serialization
     def to_dict(self) -> dict[str, Any]:
@@ -212,7 +318,7 @@ def _check_round_to(name: str, value: Any) -> None:
         raise SpecError(name, f"must be a positive integer (1 disables rounding), got {value!r}")
 
 
-def _check_override(key: Any, value: Any) -> None:
+def _check_override(key: Any, value: Any, allowed: tuple[str, ...] = OVERRIDE_FIELDS) -> None:
     where = f"overrides[{key!r}]"
     if not isinstance(key, str) or not key:
         raise SpecError("overrides", f"keys must be non-empty strings, got {key!r}")
@@ -226,9 +332,13 @@ def _check_override(key: Any, value: Any) -> None:
     if not isinstance(value, Mapping):
         raise SpecError(where, f"must be None (skip) or a mapping of settings, got {type(value).__name__}")
     for name in value:
-        if name not in OVERRIDE_FIELDS:
-            raise SpecError(f"{where}.{name}", f"unknown setting; allowed: {', '.join(OVERRIDE_FIELDS)}")
+        if name not in allowed:
+            raise SpecError(f"{where}.{name}", f"unknown setting; allowed: {', '.join(allowed)}")
     if "ratio" in value:
         _check_ratio(f"{where}.ratio", value["ratio"])
     if "round_to" in value:
         _check_round_to(f"{where}.round_to", value["round_to"])
+    if "m" in value:
+        _check_count(f"{where}.m", value["m"], minimum=2)
+    if "n" in value:
+        _check_count(f"{where}.n", value["n"], minimum=1)

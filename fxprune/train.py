@@ -162,17 +162,20 @@ def train_model(
     after_step: Callable[[], None] | None = None,
     status: Callable[[], dict[str, Any]] | None = None,
     description: str = "train",
+    param_groups: list[dict[str, Any]] | None = None,
 ) -> TrainLog:
     """Train ``model`` in place for ``steps`` Adam steps on L1 loss (+ ``extra_loss()``).
 
     ``after_step`` runs after each optimizer step (e.g. ``pruner.step``); ``status`` adds fields
-    to the progress bar. Evaluates every ``config.eval_every`` steps and at the end.
+    to the progress bar; ``param_groups`` replaces the default Adam groups (e.g. a method's
+    ``pruner.param_groups(lr, aux_lr)``). Evaluates every ``config.eval_every`` steps and at the end.
     """
     check_task(config, scale)
     device = config.device_obj()
     torch.manual_seed(config.seed)
     model.to(device).train()
-    optimizer = torch.optim.Adam(_param_groups(model, config), lr=config.lr)
+    groups = param_groups if param_groups is not None else _param_groups(model, config)
+    optimizer = torch.optim.Adam(groups, lr=config.lr)
     pairs = validation_pairs(config, scale)
     log = TrainLog()
     bar = tqdm(total=steps, desc=description, disable=not config.progress, dynamic_ncols=True)

@@ -67,3 +67,21 @@ def test_demo_runs_end_to_end_on_a_short_schedule(tmp_path):
     assert "coupled" in result.stdout and "| MACs (128×128 input) |" in result.stdout and "Y-PSNR" in result.stdout
     for name in ("coupled_dense.html", "coupled.html", "model.onnx", "report.md"):
         assert (out / name).is_file(), name
+
+
+def test_compress_nm_from_flags_reports_nm_and_writes_a_compact_file(tmp_path):
+    # one-shot N:M (no training, so no evaluation: fast); sls takes the same path with the training flags
+    out = tmp_path / "nm"
+    result = run("compress", "edsr", "--blocks", "2", "--channels", "16", "--method", "nm", "--budget", "0.5",
+                 "--m", "8", "-q", "-o", str(out), "--input-size", "24", "24")
+    assert result.returncode == 0, result.stderr
+    assert "no speed" in result.stdout and "N:M check: 6 layers, all valid" in result.stdout
+    report = (out / "report.md").read_text()
+    assert "ONNX Runtime on CPU has no N:M kernels" in report and "## N:M per layer" in report
+    assert (out / "nm_layers.png").is_file()
+    small, compact = fxprune.load(out / "model.pt2"), fxprune.load(out / "model_compact.pt2")
+    x = torch.rand(1, 3, 24, 24)
+    assert torch.equal(small(x), compact(x)) and fxprune.check_nm(small).ok
+    from fxprune.models import build
+
+    assert fxprune.count_macs(small, x) <= 0.5 * fxprune.count_macs(build("edsr", blocks=2, channels=16), x)

@@ -1,0 +1,137 @@
+"""The method protocol: a registry of compression methods and the :class:`Pruner` they return.
+
+A method is a :class:`Method` entry: its name, whether it must train, the :class:`~fxprune.Spec`
+fields and override settings it owns (read from ``fxprune.spec``), and its ``prepare`` entry
+(``prepare(model, spec, example_inputs) -> Pruner``). ``fxprune.prepare`` / ``convert`` /
+``compress`` dispatch through :func:`get_method`; a method that does not have to train is
+prepared the same way and simply has nothing (or only fine-tuning) left to do.
+
+A :class:`Pruner` is what the user's loop (or the built-in one) drives::
+
+    loss = task_loss + pruner.penalty();  loss.backward();  optimizer.step();  pruner.step()
+
+and ``pruner.convert()`` returns the plain compressed model once ``pruner.done``.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.distributed as dist
+import torch.fx as fx
+from torch import nn
+
+from ..spec import FIELD_OWNERS, METHOD_OVERRIDE_FIELDS, OVERRIDE_FIELDS, Spec
+
+
+class Pruner(ABC):
+    """The state of one compression run (see the module docstring for the loop it expects).
+
+    Attributes every pruner has: ``model`` (the GraphModule to train, masks/gates inside),
+    ``graph`` (the channel analysis of the original model), ``spec`` and ``step_count``.
+    """
+
+    model: fx.GraphModule
+    spec: Spec
+    step_count: int
+
+    @property
+    @abstractmethod
+    def phase(self) -> str:
+        """The name of the current phase (method-specific, ``"done"`` at the end)."""
+
+    @property
+    @abstractmethod
+    def done(self) -> bool:
+        """True once the schedule has finished and ``convert`` gives the final model."""
+
+    @property
+    @abstractmethod
+    def total_steps(self) -> int:
+        """Optimizer steps the whole schedule takes."""
+
+    @abstractmethod
+    def penalty(self) -> torch.Tensor:
+        """The differentiable term to add to the task loss for this step."""
+
+    @abstractmethod
+    def step(self) -> None:
+        """Advance by one optimizer step; call it after ``optimizer.step()``."""
+
+    @abstractmethod
+    def status(self) -> dict[str, Any]:
+        """Short, JSON-ready figures for a progress bar and a training log."""
+
+    @abstractmethod
+    def aux_parameters(self) -> list[nn.Parameter]:
+        """The method's own trainable parameters (gates, scores) inside ``model``."""
+
+    def param_groups(self, lr: float, aux_lr: float | None = None) -> list[dict[str, Any]]:
+        """Optimizer groups: the model's weights at ``lr``, :meth:`aux_parameters` at ``aux_lr``
+        (default ``lr``), e.g. ``torch.optim.Adam(pruner.param_groups(2e-4, 1e-2))``."""
+        aux = [p for p in self.aux_parameters() if p.requires_grad]
+        chosen = {id(p) for p in aux}
+        rest = [p for p in self.model.parameters() if id(p) not in chosen and p.requires_grad]
+        return [{"params": rest, "lr": lr}] + ([{"params": aux, "lr": aux_lr or lr}] if aux else [])
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume (see :meth:`load_state_dict`)."""
+
+    @abstractmethod
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume from :meth:`state_dict`."""
+
+    @abstractmethod
+    def convert(self) -> fx.GraphModule:
+        """The plain compressed model (eval mode), stamped with its record."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """One registered compression method."""
+
+    name: str
+    trains: bool
+    prepare: Callable[[nn.Module, Spec, Any], Pruner]
+    summary: str = ""
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The Spec fields this method owns (besides ``method`` and ``overrides``)."""
+        return tuple(name for name, owners in FIELD_OWNERS.items() if self.name in owners)
+
+    @property
+    def override_fields(self) -> tuple[str, ...]:
+        return METHOD_OVERRIDE_FIELDS.get(self.name, OVERRIDE_FIELDS)
+
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def register_method(method: Method) -> Method:
+    """Add ``method`` to the registry (a name can be registered once)."""
+    if method.name in _REGISTRY and _REGISTRY[method.name] is not method:
+        raise ValueError(f"a method named {method.name!r} is already registered")
+    _REGISTRY[method.name] = method
+    return method
+
+
+def get_method(name: str) -> Method | None:
+    """The registered method of this name, or None."""
+    return _REGISTRY.get(name)
+
+
+def registered_methods() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def from_rank0(value: Any) -> Any:
+    """Under torch.distributed every rank takes rank 0's ``value`` (decisions must agree); else ``value``."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

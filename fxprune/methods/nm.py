@@ -1,0 +1,75 @@
+"""One-shot magnitude N:M: keep the N largest of every group of M, then optionally fine-tune.
+
+``Spec(method="nm", n=2, m=4)`` keeps 2 of every 4; ``Spec(method="nm", budget=0.25, m=16)``
+takes the largest uniform N whose MACs fit the budget. With ``steps`` (or a training config) the
+masked model is fine-tuned under the frozen mask; ``hardware="2:4"`` keeps only 2:4-valid patterns.
+
+>>> import torch, fxprune
+>>> from fxprune.models import build
+>>> x = torch.randn(1, 3, 12, 12)
+>>> pruner = fxprune.prepare(build("edsr", blocks=2, channels=16), fxprune.Spec(method="nm", n=2, m=4), x)
+>>> pruner.done, set(pruner.frozen.values())
+(True, {2})
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import SpecError
+from ..spec import Spec
+from .base import Method, register_method
+from .nm_core import NMPrunerBase, build
+
+
+class NMPruner(NMPrunerBase):
+    """A frozen magnitude N:M mask with optional fine-tuning (``spec.steps``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.freeze(self.uniform_n())
+
+    def uniform_n(self) -> dict[str, int]:
+        """``spec.n`` everywhere, or the largest uniform N within ``spec.budget`` (per-layer overrides win)."""
+        caps = {p: (s.m // 2 if self.spec.hardware == "2:4" else s.m) for p, s in self.sites.items()}
+        def at(n: int) -> dict[str, int]:
+            return {p: (s.n if s.n is not None else min(n, caps[p])) for p, s in self.sites.items()}
+        if self.spec.budget is None:
+            return at(self.spec.n)
+        for n in range(max(caps.values()), 0, -1):
+            if self.macs(at(n)) <= self.spec.budget * self.dense_macs:
+                return at(n)
+        raise SpecError("budget", f"{self.spec.budget} is out of reach even at N=1")  # prepare checked already
+
+    @property
+    def phase(self) -> str:
+        return "done" if self.done else "finetune"
+
+    @property
+    def done(self) -> bool:
+        return self.step_count >= self.total_steps
+
+    @property
+    def total_steps(self) -> int:
+        return int(self.spec.steps or 0)
+
+    def penalty(self) -> torch.Tensor:
+        return torch.zeros((), device=self._device())
+
+    def step(self) -> None:
+        self.step_count += 1
+
+    def __repr__(self) -> str:
+        return (f"NMPruner({len(self.masks)} masked weights, step {self.step_count}/{self.total_steps}, "
+                f"MACs {self.cost_fraction(self.frozen):.3f} of dense, mean N/M {self.density():.3f})")
+
+
+def prepare_nm(model: nn.Module, spec: Spec, example_inputs: Any) -> NMPruner:
+    graph, gm, sites, dense = build(model, spec, example_inputs)
+    return NMPruner(graph, spec, gm, sites, dense, example_inputs)
+
+
+NM = register_method(Method("nm", trains=False, prepare=prepare_nm,
+                            summary="one-shot magnitude N:M (optionally fine-tuned under the frozen mask)"))
