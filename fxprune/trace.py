@@ -16,10 +16,13 @@ from typing import Any, Sequence
 import torch
 import torch.fx as fx
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from .errors import CaptureError
 from .graph_mode import enable_train_eval
 from .opaque import record_io, replace_with_leaf
+
+logger = logging.getLogger("fxprune.capture")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class CaptureInfo:
     dynamic_hw: bool
     model_class: str
     opaque: tuple[str, ...] = ()  # submodules captured as opaque leaves (channels fixed)
+    dynamic_batch: bool = False  # the graph was checked to run at the example batch and another one
 
 
 def as_inputs(example_inputs: Any) -> tuple[Any, ...]:
@@ -44,9 +48,10 @@ def as_inputs(example_inputs: Any) -> tuple[Any, ...]:
     )
 
 
-def _dynamic_shapes(inputs: Sequence[Any]) -> tuple[Any, ...]:
+def _dynamic_shapes(inputs: Sequence[Any], batch: bool = True) -> tuple[Any, ...]:
     auto = torch.export.Dim.AUTO
-    return tuple({0: auto, 2: auto, 3: auto} if _is_image(t) else None for t in inputs)
+    dims = {0: auto, 2: auto, 3: auto} if batch else {2: auto, 3: auto}
+    return tuple(dict(dims) if _is_image(t) else None for t in inputs)
 
 
 def _is_image(t: Any) -> bool:
@@ -144,7 +149,7 @@ def _capture_with_leaf(model: nn.Module, inputs: tuple[Any, ...], name: str, err
         return None
     replace_with_leaf(model, name, out_shape)
     try:
-        gm = _export(model, inputs, False)
+        gm, _ = _export(model, inputs, False)
     except Exception:  # noqa: BLE001 - the caller reports the original error
         return None
     warnings.warn(
@@ -155,24 +160,66 @@ def _capture_with_leaf(model: nn.Module, inputs: tuple[Any, ...], name: str, err
     return gm
 
 
-def _export(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool) -> fx.GraphModule:
-    """Export; when dynamic, the batch is made dynamic too (through an example batch of 2) where the
-    model allows it, so a graph traced on one image trains on batches."""
+def _export(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool) -> tuple[fx.GraphModule, bool]:
+    """Export; returns the graph and whether its batch is dynamic.
+
+    When dynamic, the batch is made dynamic too (through an example batch of 2, since export
+    specializes a size-1 dim) where the model allows it, so a graph traced on one image trains on
+    batches. A forward that computes a size from the batch through Python numbers (SwinIR's
+    ``window_reverse``: ``int(windows.shape[0] / (H * W / ws**2))``) bakes the doubled batch into a
+    guard; every candidate graph is therefore run (on fake tensors) at the caller's own batch and
+    at another one, and a graph that fails at the caller's batch is never returned.
+    """
     doubled = _batch_of_two(inputs) if dynamic else None
     if doubled is not None:
         try:
-            gm = _export_as_is(model, doubled, dynamic)
-            if _batch_is_symbolic(gm):
-                return gm
-        except Exception:  # noqa: BLE001 - fall back to the caller's own batch size
-            pass
-    return _export_as_is(model, inputs, dynamic)
+            gm = _export_as_is(model, doubled, dynamic, True)
+            if _batch_is_symbolic(gm) and _runs_at_batch(gm, inputs, None) and _runs_at_batch(gm, inputs, 3):
+                return gm, True
+            logger.debug("graph captured at batch 2 does not run at batches 1 and 3; capturing at the caller's batch")
+        except Exception as error:  # noqa: BLE001 - fall back to the caller's own batch size
+            logger.debug("capture at batch 2 failed (%s: %s); capturing at the caller's batch",
+                         type(error).__name__, error)
+    batch = _example_batch(inputs)
+    last_error: Exception | None = None
+    for dynamic_batch in ([True, False] if dynamic and batch is not None and batch > 1 else [False]):
+        try:
+            gm = _export_as_is(model, inputs, dynamic, dynamic_batch)
+        except Exception as error:  # noqa: BLE001 - try a static batch next
+            last_error = error
+            continue
+        if _runs_at_batch(gm, inputs, None):
+            return gm, _batch_is_symbolic(gm) and batch is not None and _runs_at_batch(gm, inputs, batch + 1)
+        last_error = CaptureError(f"the graph captured from {type(model).__name__} does not run on the example input",
+                                  hint="the forward bakes an input-dependent value into a guard; try dynamic_hw=False")
+    raise last_error  # type: ignore[misc]  # the loop ran at least once
 
 
-def _export_as_is(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool) -> fx.GraphModule:
+def _example_batch(inputs: tuple[Any, ...]) -> int | None:
+    return next((int(t.shape[0]) for t in inputs if _is_image(t)), None)
+
+
+def _runs_at_batch(gm: fx.GraphModule, inputs: tuple[Any, ...], batch: int | None) -> bool:
+    """Whether ``gm`` runs on the inputs (their images resized to ``batch`` unless None).
+
+    Runs on fake tensors: it checks the graph's guards and shapes without computing anything and
+    without touching the weights or buffers (a train-mode BatchNorm would update its statistics).
+    """
+    resized = tuple(t[:1].expand(batch, *t.shape[1:]) if batch is not None and _is_image(t) else t for t in inputs)
+    with _quiet_torch_logs(), FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        fakes = tuple(mode.from_tensor(t) if isinstance(t, torch.Tensor) else t for t in resized)
+        try:
+            gm(*fakes)
+        except Exception as error:  # noqa: BLE001 - any failure means "does not run at this batch"
+            logger.debug("captured graph does not run at batch %s: %s: %s", batch, type(error).__name__, error)
+            return False
+    return True
+
+
+def _export_as_is(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool, dynamic_batch: bool) -> fx.GraphModule:
     with _quiet_torch_logs():
         program = torch.export.export(
-            model, inputs, strict=False, dynamic_shapes=_dynamic_shapes(inputs) if dynamic else None
+            model, inputs, strict=False, dynamic_shapes=_dynamic_shapes(inputs, dynamic_batch) if dynamic else None
         )
     return program.module()
 
@@ -203,10 +250,11 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True, opa
     first_error: Exception | None = None
     failed_in: str | None = None
     gm = None
+    dynamic_batch = False
     try:
         for dynamic in ([True, False] if dynamic_hw else [False]):
             try:
-                gm = _export(copy_of_model, copies, dynamic)
+                gm, dynamic_batch = _export(copy_of_model, copies, dynamic)
                 dynamic_hw = dynamic
                 break
             except Exception as error:  # noqa: BLE001 - every export failure is reported below
@@ -230,6 +278,7 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True, opa
     _own_tensors(gm)
     enable_train_eval(gm, mode=model.training)
     gm.meta["fxprune_capture"] = CaptureInfo(
-        tuple(tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor)), dynamic_hw, type(model).__name__, opaque
+        tuple(tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor)), dynamic_hw, type(model).__name__, opaque,
+        dynamic_batch,
     )
     return gm
