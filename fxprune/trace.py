@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import logging
 import warnings
 from dataclasses import dataclass
@@ -119,17 +120,52 @@ def _quiet_torch_logs():
             lg.setLevel(level)
 
 
+@contextlib.contextmanager
+def _to_debug_log():
+    """What torch prints while capture fails (copies of the failing graph, retries) goes to the
+    ``fxprune.capture`` debug log instead of stdout/stderr: fxprune's own error says what matters."""
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _quiet_torch_logs():
+            yield
+    finally:
+        for stream, text in (("stdout", out.getvalue()), ("stderr", err.getvalue())):
+            if text.strip():
+                logger.debug("torch wrote to %s during capture:\n%s", stream, text)
+
+
 def _copy_structure(model: nn.Module) -> nn.Module:
     """A deep copy of the module tree that shares parameter and buffer storage with ``model``.
 
     Export runs the forward on fake tensors, so weights are never written; what a forward or a
     failed capture can damage is the module objects themselves (attributes, hooks), and those are
-    copied. Sharing the tensors keeps capture of a 100M-parameter model cheap.
+    copied. Sharing the tensors keeps capture of a 100M-parameter model cheap. Plain tensor
+    attributes (set in ``__init__`` without ``register_buffer``) are lifted to non-persistent
+    buffers of the copy: deepcopy refuses a non-leaf one (a view of a parameter), and export can
+    leave fake tensors in its constant list for others.
     """
     memo: dict[int, object] = {}
     for tensor in list(model.parameters()) + list(model.buffers()):
         memo[id(tensor)] = tensor
-    return copy.deepcopy(model, memo)
+    constants = _tensor_attributes(model)
+    for _, _, tensor in constants:
+        memo[id(tensor)] = tensor.detach()
+    copied = copy.deepcopy(model, memo)
+    for module_name, attr, tensor in constants:
+        module = copied.get_submodule(module_name)
+        delattr(module, attr)
+        module.register_buffer(attr, tensor.detach(), persistent=False)
+    return copied
+
+
+def _tensor_attributes(model: nn.Module) -> list[tuple[str, str, torch.Tensor]]:
+    """(module name, attribute, tensor) of every tensor attribute that is not a parameter or buffer."""
+    found = []
+    for name, module in model.named_modules():
+        for attr, value in vars(module).items():
+            if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
+                found.append((name, attr, value))
+    return found
 
 
 def _own_tensors(gm: fx.GraphModule) -> None:
@@ -152,11 +188,6 @@ def _capture_with_leaf(model: nn.Module, inputs: tuple[Any, ...], name: str, err
         gm, _ = _export(model, inputs, False)
     except Exception:  # noqa: BLE001 - the caller reports the original error
         return None
-    warnings.warn(
-        f"fxprune: torch.export could not capture module '{name}' ({type(error).__name__}); it runs as an opaque "
-        "leaf and its channels are fixed",
-        stacklevel=3,
-    )
     return gm
 
 
@@ -224,6 +255,32 @@ def _export_as_is(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool, dyna
     return program.module()
 
 
+def _capture(model: nn.Module, inputs: tuple[Any, ...], dynamic_hw: bool, opaque_fallback: bool):
+    """Export with dynamic then static H/W, then with the failing submodule as an opaque leaf.
+
+    Returns (graph or None, dynamic_hw, dynamic_batch, opaque modules, first error, failing module).
+    """
+    tracker = _ModuleTracker(model)
+    first_error: Exception | None = None
+    failed_in: str | None = None
+    try:
+        for dynamic in ([True, False] if dynamic_hw else [False]):
+            try:
+                gm, dynamic_batch = _export(model, inputs, dynamic)
+                return gm, dynamic, dynamic_batch, (), None, None
+            except Exception as error:  # noqa: BLE001 - every export failure is reported by the caller
+                if first_error is None:
+                    first_error, failed_in = error, (tracker.stack[-1] if tracker.stack else None)
+                tracker.stack.clear()
+    finally:
+        tracker.remove()
+    if failed_in and opaque_fallback:
+        gm = _capture_with_leaf(model, inputs, failed_in, first_error)
+        if gm is not None:
+            return gm, False, False, (failed_in,), first_error, failed_in
+    return None, dynamic_hw, False, (), first_error, failed_in
+
+
 def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True, opaque_fallback: bool = True) -> fx.GraphModule:
     """Capture ``model`` as an ATen-level ``GraphModule`` with a fake tensor in ``node.meta["val"]``.
 
@@ -246,35 +303,25 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True, opa
     inputs = as_inputs(example_inputs)
     copy_of_model = _copy_structure(model)
     copies = tuple(t.clone() if isinstance(t, torch.Tensor) else copy.deepcopy(t) for t in inputs)
-    tracker = _ModuleTracker(copy_of_model)
-    first_error: Exception | None = None
-    failed_in: str | None = None
-    gm = None
-    dynamic_batch = False
-    try:
-        for dynamic in ([True, False] if dynamic_hw else [False]):
-            try:
-                gm, dynamic_batch = _export(copy_of_model, copies, dynamic)
-                dynamic_hw = dynamic
-                break
-            except Exception as error:  # noqa: BLE001 - every export failure is reported below
-                if first_error is None:
-                    first_error, failed_in = error, (tracker.stack[-1] if tracker.stack else None)
-                tracker.stack.clear()
-    finally:
-        tracker.remove()
-    opaque: tuple[str, ...] = ()
-    if gm is None and failed_in and opaque_fallback:
-        gm = _capture_with_leaf(copy_of_model, copies, failed_in, first_error)
-        opaque, dynamic_hw = ((failed_in,), False) if gm is not None else ((), dynamic_hw)
+    with _to_debug_log():
+        gm, dynamic_hw, dynamic_batch, opaque, first_error, failed_in = _capture(
+            copy_of_model, copies, dynamic_hw, opaque_fallback)
     if gm is None:
         reason = str(first_error).strip().splitlines()[0] if str(first_error).strip() else type(first_error).__name__
+        leaf = (f"; module '{failed_in}' cannot run as an opaque leaf either (a leaf maps one tensor to one "
+                "tensor and is called once)") if failed_in and opaque_fallback else ""
         raise CaptureError(
-            f"torch.export could not capture {type(model).__name__}: {type(first_error).__name__}: {reason}",
+            f"torch.export could not capture {type(model).__name__}: {type(first_error).__name__}: {reason}{leaf}",
             module=failed_in,
             hint="make the forward traceable by torch.export (no data-dependent Python control flow on tensor "
             "values), or pass an example input of the size the model expects",
         ) from first_error
+    if opaque:
+        warnings.warn(
+            f"fxprune: torch.export could not capture module '{opaque[0]}' ({type(first_error).__name__}); it runs "
+            "as an opaque leaf and its channels are fixed",
+            stacklevel=2,
+        )
     _own_tensors(gm)
     enable_train_eval(gm, mode=model.training)
     gm.meta["fxprune_capture"] = CaptureInfo(
