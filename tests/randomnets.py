@@ -2,8 +2,9 @@
 
 A network is a program: a list of steps, each reading earlier values and appending one value.
 Steps cover what coupling analysis must get right: residual adds, concats, channel splits with a
-SimpleGate multiply, channel attention, depthwise and grouped convs, PixelShuffle, norms and
-per-channel scale parameters.
+SimpleGate multiply, channel slices (indexing and narrow), channel attention, depthwise and grouped
+convs, PixelShuffle and PixelUnshuffle, norms (with random per-channel parameters) and per-channel
+scale parameters.
 """
 from __future__ import annotations
 
@@ -58,10 +59,19 @@ class RandomNet(nn.Module):
                 bn.weight.uniform_(0.5, 1.5)
                 bn.bias.uniform_(-0.5, 0.5)
             return bn
-        if step.op == "gn":
-            return nn.GroupNorm(step.arg, cin)
+        if step.op == "gn":  # random per-channel affine: slicing it at wrong indices must show
+            gn = nn.GroupNorm(step.arg, cin)
+            with torch.no_grad():
+                gn.weight.uniform_(0.5, 1.5)
+                gn.bias.uniform_(-0.5, 0.5)
+            return gn
         if step.op == "prelu":
-            return nn.PReLU(cin, init=0.1)
+            prelu = nn.PReLU(cin)
+            with torch.no_grad():
+                prelu.weight.uniform_(-0.5, 0.5)
+            return prelu
+        if step.op == "unshuffle":
+            return nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(cin * 4, step.channels * 4, 1), nn.PixelShuffle(2))
         if step.op == "scale":
             module = nn.Module()
             module.scale = nn.Parameter(torch.rand(1, cin, 1, 1) + 0.5)
@@ -72,7 +82,7 @@ class RandomNet(nn.Module):
         values = [x]
         for step, layer in zip(self.steps, self.layers):
             a = values[step.inputs[0]]
-            if step.op in ("conv", "dwconv", "gconv", "upsample", "bn", "gn", "prelu"):
+            if step.op in ("conv", "dwconv", "gconv", "upsample", "bn", "gn", "prelu", "unshuffle"):
                 y = layer(a)
             elif step.op == "relu":
                 y = F.relu(a)
@@ -89,6 +99,8 @@ class RandomNet(nn.Module):
                 y = left * right
             elif step.op == "split":
                 y = torch.split(a, [step.channels, a.shape[1] - step.channels], dim=1)[0]
+            elif step.op == "slice":  # channels [arg, arg + channels) by indexing, or narrow
+                y = a[:, step.arg : step.arg + step.channels] if step.arg % 2 == 0 else a.narrow(1, step.arg, step.channels)
             elif step.op == "scale":
                 y = a * layer.scale
             elif step.op == "resscale":
@@ -112,7 +124,8 @@ def programs(draw, max_steps: int = 8) -> list[Step]:
         i = draw(st.integers(1, len(channels) - 1))
         c = channels[i]
         same = [j for j in range(1, len(channels)) if channels[j] == c and j != i]
-        options = ["conv", "dwconv", "relu", "bn", "prelu", "scale", "resscale", "attention", "upsample", "cat"]
+        options = ["conv", "dwconv", "relu", "bn", "prelu", "scale", "resscale", "attention", "upsample", "cat",
+                   "unshuffle"]
         if same:
             options += ["add", "mul", "add"]
         if c % 2 == 0:
@@ -120,7 +133,7 @@ def programs(draw, max_steps: int = 8) -> list[Step]:
         if c % 2 == 0 and c >= 4:
             options.append("gn")
         if c >= 3:
-            options.append("split")
+            options += ["split", "slice"]
         op = draw(st.sampled_from(options))
         if op == "conv":
             step = Step(op, (i,), draw(st.sampled_from([4, 6, 8])), draw(st.sampled_from([1, 3])))
@@ -137,7 +150,10 @@ def programs(draw, max_steps: int = 8) -> list[Step]:
             step = Step(op, (i,), c, 2)
         elif op == "split":
             step = Step(op, (i,), draw(st.integers(1, c - 1)))
-        elif op == "upsample":
+        elif op == "slice":
+            start = draw(st.integers(0, c - 2))
+            step = Step(op, (i,), draw(st.integers(1, c - start)), start)
+        elif op in ("upsample", "unshuffle"):
             step = Step(op, (i,), draw(st.sampled_from([4, 8])))
         else:
             step = Step(op, (i,), c)
