@@ -2,7 +2,7 @@
 
 A network is a program: a list of steps, each reading earlier values and appending one value.
 Steps cover what coupling analysis must get right: residual adds, concats, channel splits with a
-SimpleGate multiply, channel slices (indexing and narrow), channel attention, depthwise and grouped
+SimpleGate multiply, channel slices (indexing and narrow), 2x2 window partitions, channel attention, depthwise and grouped
 convs, PixelShuffle and PixelUnshuffle, norms (with random per-channel parameters) and per-channel
 scale parameters.
 """
@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from hypothesis import strategies as st
 from torch import nn
+
+from fxprune.models.windows import window_partition, window_reverse
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class RandomNet(nn.Module):
             return prelu
         if step.op == "unshuffle":
             return nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(cin * 4, step.channels * 4, 1), nn.PixelShuffle(2))
-        if step.op == "scale":
+        if step.op in ("scale", "window"):
             module = nn.Module()
             module.scale = nn.Parameter(torch.rand(1, cin, 1, 1) + 0.5)
             return module
@@ -101,6 +103,10 @@ class RandomNet(nn.Module):
                 y = torch.split(a, [step.channels, a.shape[1] - step.channels], dim=1)[0]
             elif step.op == "slice":  # channels [arg, arg + channels) by indexing, or narrow
                 y = a[:, step.arg : step.arg + step.channels] if step.arg % 2 == 0 else a.narrow(1, step.arg, step.channels)
+            elif step.op == "window":  # 2x2 windows as SwinIR writes them, a per-channel scale inside
+                h, w = a.shape[-2:]
+                windows = window_partition(a.permute(0, 2, 3, 1), 2) * layer.scale.reshape(-1)
+                y = window_reverse(windows, 2, h, w).permute(0, 3, 1, 2)
             elif step.op == "scale":
                 y = a * layer.scale
             elif step.op == "resscale":
@@ -125,7 +131,7 @@ def programs(draw, max_steps: int = 8) -> list[Step]:
         c = channels[i]
         same = [j for j in range(1, len(channels)) if channels[j] == c and j != i]
         options = ["conv", "dwconv", "relu", "bn", "prelu", "scale", "resscale", "attention", "upsample", "cat",
-                   "unshuffle"]
+                   "unshuffle", "window"]
         if same:
             options += ["add", "mul", "add"]
         if c % 2 == 0:
