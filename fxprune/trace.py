@@ -239,8 +239,10 @@ def _runs_at_batch(gm: fx.GraphModule, inputs: tuple[Any, ...], batch: int | Non
     resized = tuple(t[:1].expand(batch, *t.shape[1:]) if batch is not None and _is_image(t) else t for t in inputs)
     with _quiet_torch_logs(), FakeTensorMode(allow_non_fake_inputs=True) as mode:
         fakes = tuple(mode.from_tensor(t) if isinstance(t, torch.Tensor) else t for t in resized)
+        # Fake weights and buffers too: a train-mode BatchNorm would otherwise count a batch.
+        state = {name: mode.from_tensor(t) for name, t in [*gm.named_parameters(), *gm.named_buffers()]}
         try:
-            gm(*fakes)
+            torch.func.functional_call(gm, state, fakes, strict=False)
         except Exception as error:  # noqa: BLE001 - any failure means "does not run at this batch"
             logger.debug("captured graph does not run at batch %s: %s: %s", batch, type(error).__name__, error)
             return False

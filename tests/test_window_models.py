@@ -82,3 +82,12 @@ def test_restormer_unet_batch_is_dynamic():
     small = fxprune.compress(model, fxprune.Spec(method="l1", ratio=0.5, round_to=1), (x,))
     assert small.meta["fxprune_capture"].dynamic_batch
     assert small(torch.randn(3, 3, 8, 8)).shape == (3, 3, 8, 8)
+
+
+def test_batch_checks_do_not_touch_the_model():
+    """The capture's batch checks run on fake tensors: a train-mode BatchNorm counts no batch."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Conv2d(8, 3, 3, padding=1)).train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    fxprune.trace(model, torch.randn(1, 3, 8, 8))
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, state[key])
