@@ -35,28 +35,27 @@ class Windows(nn.Module):
         return self.b(y)
 
 
-def _compress_and_check(model: nn.Module, x: torch.Tensor, other: torch.Tensor | None) -> fxprune.ChannelGraph:
-    """compress at ratio 0.5 must return a model that runs on ``x`` (and ``other`` where the graph is
-    dynamic) and equals the masked model with the same keep-set."""
+def _check(model: nn.Module, x: torch.Tensor, other: torch.Tensor | None, *, public: bool = False) -> None:
+    """L1 at ratio 0.5 must give a model that runs on ``x`` (and on ``other`` where the graph is
+    dynamic) and equals the masked model with the same keep-set. ``public`` goes through
+    ``fxprune.compress`` (which is analyze, plan_keep and slice_channels: the other cases call
+    those directly to capture once, as the window models' export is slow)."""
     spec = fxprune.Spec(method="l1", ratio=0.5, round_to=1)
     graph = fxprune.analyze(model, (x,))
     keep = plan_keep(graph, spec)
     assert keep, graph.summary()  # something is pruned
-    small = fxprune.compress(model, spec, (x,))
+    small = fxprune.compress(model, spec, (x,)) if public else slice_channels(graph, keep)
     masked = masked_model(graph, keep)
     info = small.meta["fxprune_capture"]
-    inputs = [x] + ([other] if other is not None and info.dynamic_hw else [])
-    for t in inputs:
+    for t in [x] + ([other] if other is not None and info.dynamic_hw else []):
         torch.testing.assert_close(small(t), masked(t))
-        torch.testing.assert_close(slice_channels(graph, keep)(t), masked(t))
-    assert fxprune.count_macs(small, (x,)) < fxprune.count_macs(model, (x,))
-    return graph
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
 
 
 def test_window_reverse_at_batch_one():
     torch.manual_seed(0)
     model, x = Windows().eval(), torch.randn(1, 3, 12, 12)
-    _compress_and_check(model, x, torch.randn(1, 3, 8, 16))
+    _check(model, x, torch.randn(1, 3, 8, 16), public=True)
     gm = fxprune.trace(model, x)
     assert not gm.meta["fxprune_capture"].dynamic_batch  # the batch is baked in: recorded as static
     torch.testing.assert_close(gm(x), model(x))
@@ -72,7 +71,9 @@ def test_dynamic_batch_is_recorded_where_it_holds():
 def test_zoo_model_compresses_and_runs_at_its_batch(name, batch):
     torch.manual_seed(0)
     model = randomize_norms(build(name).eval(), seed=0)
-    _compress_and_check(model, torch.randn(batch, 3, 12, 12), torch.randn(batch, 3, 20, 8))
+    # the other size keeps at least two windows per dim at every level (one would be a size-1 dim,
+    # which export specializes)
+    _check(model, torch.randn(batch, 3, 12, 12), torch.randn(batch, 3, 20, 24))
 
 
 def test_restormer_unet_batch_is_dynamic():
