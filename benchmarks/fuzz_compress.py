@@ -2,7 +2,7 @@
 
 Each case draws a network from ``tests/randomnets.py`` (residual adds, concats, channel splits
 and slices, SimpleGate and channel-attention multiplies, depthwise/grouped convs, PixelShuffle
-and PixelUnshuffle, BatchNorm/GroupNorm/PReLU with random per-channel parameters) and a spec
+and PixelUnshuffle, 2x2 window partitions written as SwinIR writes them, BatchNorm/GroupNorm/PReLU with random per-channel parameters) and a spec
 (ratio, round_to, a ``macs=`` budget instead of a ratio, overrides that skip or re-ratio a layer),
 then: analyze, compress, run the result at the example batch/size and at another one, compare it
 with the masked model for the same keep-set, export it with ``fxprune.export_onnx`` (ONNX Runtime
@@ -125,7 +125,7 @@ def fuzz(cases: int, seed: int, log: Path | None) -> list[Case]:
               suppress_health_check=list(HealthCheck))
     @given(data=st.data())
     def one(data) -> None:
-        program = data.draw(programs(max_steps=8), label="program")
+        program = data.draw(programs(max_steps=8, windows=True), label="program")
         spec = data.draw(specs(len(program)), label="spec")
         case = Case(program, spec, data.draw(st.integers(0, 2**16), label="seed"))
         run_case(case, onnx_dir)

@@ -118,8 +118,12 @@ class RandomNet(nn.Module):
 
 
 @st.composite
-def programs(draw, max_steps: int = 8) -> list[Step]:
-    """A random valid program; channel counts stay small so a forward is cheap."""
+def programs(draw, max_steps: int = 8, windows: bool = False) -> list[Step]:
+    """A random valid program; channel counts stay small so a forward is cheap.
+
+    ``windows`` adds 2x2 window partitions, whose captured graph runs only at the example's batch
+    (the window reverse recovers the batch through Python floats, as SwinIR's does).
+    """
     channels = [3]
     steps: list[Step] = []
     n = draw(st.integers(2, max_steps))
@@ -131,7 +135,7 @@ def programs(draw, max_steps: int = 8) -> list[Step]:
         c = channels[i]
         same = [j for j in range(1, len(channels)) if channels[j] == c and j != i]
         options = ["conv", "dwconv", "relu", "bn", "prelu", "scale", "resscale", "attention", "upsample", "cat",
-                   "unshuffle", "window"]
+                   "unshuffle"] + (["window"] if windows else [])
         if same:
             options += ["add", "mul", "add"]
         if c % 2 == 0:
