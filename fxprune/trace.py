@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import logging
 import warnings
 from dataclasses import dataclass
@@ -16,10 +17,13 @@ from typing import Any, Sequence
 import torch
 import torch.fx as fx
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from .errors import CaptureError
 from .graph_mode import enable_train_eval
 from .opaque import record_io, replace_with_leaf
+
+logger = logging.getLogger("fxprune.capture")
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class CaptureInfo:
     dynamic_hw: bool
     model_class: str
     opaque: tuple[str, ...] = ()  # submodules captured as opaque leaves (channels fixed)
+    dynamic_batch: bool = False  # the graph was checked to run at the example batch and another one
 
 
 def as_inputs(example_inputs: Any) -> tuple[Any, ...]:
@@ -44,9 +49,10 @@ def as_inputs(example_inputs: Any) -> tuple[Any, ...]:
     )
 
 
-def _dynamic_shapes(inputs: Sequence[Any]) -> tuple[Any, ...]:
+def _dynamic_shapes(inputs: Sequence[Any], batch: bool = True) -> tuple[Any, ...]:
     auto = torch.export.Dim.AUTO
-    return tuple({0: auto, 2: auto, 3: auto} if _is_image(t) else None for t in inputs)
+    dims = {0: auto, 2: auto, 3: auto} if batch else {2: auto, 3: auto}
+    return tuple(dict(dims) if _is_image(t) else None for t in inputs)
 
 
 def _is_image(t: Any) -> bool:
@@ -114,17 +120,52 @@ def _quiet_torch_logs():
             lg.setLevel(level)
 
 
+@contextlib.contextmanager
+def _to_debug_log():
+    """What torch prints while capture fails (copies of the failing graph, retries) goes to the
+    ``fxprune.capture`` debug log instead of stdout/stderr: fxprune's own error says what matters."""
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _quiet_torch_logs():
+            yield
+    finally:
+        for stream, text in (("stdout", out.getvalue()), ("stderr", err.getvalue())):
+            if text.strip():
+                logger.debug("torch wrote to %s during capture:\n%s", stream, text)
+
+
 def _copy_structure(model: nn.Module) -> nn.Module:
     """A deep copy of the module tree that shares parameter and buffer storage with ``model``.
 
     Export runs the forward on fake tensors, so weights are never written; what a forward or a
     failed capture can damage is the module objects themselves (attributes, hooks), and those are
-    copied. Sharing the tensors keeps capture of a 100M-parameter model cheap.
+    copied. Sharing the tensors keeps capture of a 100M-parameter model cheap. Plain tensor
+    attributes (set in ``__init__`` without ``register_buffer``) are lifted to non-persistent
+    buffers of the copy: deepcopy refuses a non-leaf one (a view of a parameter), and export can
+    leave fake tensors in its constant list for others.
     """
     memo: dict[int, object] = {}
     for tensor in list(model.parameters()) + list(model.buffers()):
         memo[id(tensor)] = tensor
-    return copy.deepcopy(model, memo)
+    constants = _tensor_attributes(model)
+    for _, _, tensor in constants:
+        memo[id(tensor)] = tensor.detach()
+    copied = copy.deepcopy(model, memo)
+    for module_name, attr, tensor in constants:
+        module = copied.get_submodule(module_name)
+        delattr(module, attr)
+        module.register_buffer(attr, tensor.detach(), persistent=False)
+    return copied
+
+
+def _tensor_attributes(model: nn.Module) -> list[tuple[str, str, torch.Tensor]]:
+    """(module name, attribute, tensor) of every tensor attribute that is not a parameter or buffer."""
+    found = []
+    for name, module in model.named_modules():
+        for attr, value in vars(module).items():
+            if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
+                found.append((name, attr, value))
+    return found
 
 
 def _own_tensors(gm: fx.GraphModule) -> None:
@@ -144,37 +185,102 @@ def _capture_with_leaf(model: nn.Module, inputs: tuple[Any, ...], name: str, err
         return None
     replace_with_leaf(model, name, out_shape)
     try:
-        gm = _export(model, inputs, False)
+        gm, _ = _export(model, inputs, False)
     except Exception:  # noqa: BLE001 - the caller reports the original error
         return None
-    warnings.warn(
-        f"fxprune: torch.export could not capture module '{name}' ({type(error).__name__}); it runs as an opaque "
-        "leaf and its channels are fixed",
-        stacklevel=3,
-    )
     return gm
 
 
-def _export(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool) -> fx.GraphModule:
-    """Export; when dynamic, the batch is made dynamic too (through an example batch of 2) where the
-    model allows it, so a graph traced on one image trains on batches."""
+def _export(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool) -> tuple[fx.GraphModule, bool]:
+    """Export; returns the graph and whether its batch is dynamic.
+
+    When dynamic, the batch is made dynamic too (through an example batch of 2, since export
+    specializes a size-1 dim) where the model allows it, so a graph traced on one image trains on
+    batches. A forward that computes a size from the batch through Python numbers (SwinIR's
+    ``window_reverse``: ``int(windows.shape[0] / (H * W / ws**2))``) bakes the doubled batch into a
+    guard; every candidate graph is therefore run (on fake tensors) at the caller's own batch and
+    at another one, and a graph that fails at the caller's batch is never returned.
+    """
     doubled = _batch_of_two(inputs) if dynamic else None
     if doubled is not None:
         try:
-            gm = _export_as_is(model, doubled, dynamic)
-            if _batch_is_symbolic(gm):
-                return gm
-        except Exception:  # noqa: BLE001 - fall back to the caller's own batch size
-            pass
-    return _export_as_is(model, inputs, dynamic)
+            gm = _export_as_is(model, doubled, dynamic, True)
+            if _batch_is_symbolic(gm) and _runs_at_batch(gm, inputs, None) and _runs_at_batch(gm, inputs, 3):
+                return gm, True
+            logger.debug("graph captured at batch 2 does not run at batches 1 and 3; capturing at the caller's batch")
+        except Exception as error:  # noqa: BLE001 - fall back to the caller's own batch size
+            logger.debug("capture at batch 2 failed (%s: %s); capturing at the caller's batch",
+                         type(error).__name__, error)
+    batch = _example_batch(inputs)
+    last_error: Exception | None = None
+    for dynamic_batch in ([True, False] if dynamic and batch is not None and batch > 1 else [False]):
+        try:
+            gm = _export_as_is(model, inputs, dynamic, dynamic_batch)
+        except Exception as error:  # noqa: BLE001 - try a static batch next
+            last_error = error
+            continue
+        if _runs_at_batch(gm, inputs, None):
+            return gm, _batch_is_symbolic(gm) and batch is not None and _runs_at_batch(gm, inputs, batch + 1)
+        last_error = CaptureError(f"the graph captured from {type(model).__name__} does not run on the example input",
+                                  hint="the forward bakes an input-dependent value into a guard; try dynamic_hw=False")
+    raise last_error  # type: ignore[misc]  # the loop ran at least once
 
 
-def _export_as_is(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool) -> fx.GraphModule:
+def _example_batch(inputs: tuple[Any, ...]) -> int | None:
+    return next((int(t.shape[0]) for t in inputs if _is_image(t)), None)
+
+
+def _runs_at_batch(gm: fx.GraphModule, inputs: tuple[Any, ...], batch: int | None) -> bool:
+    """Whether ``gm`` runs on the inputs (their images resized to ``batch`` unless None).
+
+    Runs on fake tensors: it checks the graph's guards and shapes without computing anything and
+    without touching the weights or buffers (a train-mode BatchNorm would update its statistics).
+    """
+    resized = tuple(t[:1].expand(batch, *t.shape[1:]) if batch is not None and _is_image(t) else t for t in inputs)
+    with _quiet_torch_logs(), FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        fakes = tuple(mode.from_tensor(t) if isinstance(t, torch.Tensor) else t for t in resized)
+        # Fake weights and buffers too: a train-mode BatchNorm would otherwise count a batch.
+        state = {name: mode.from_tensor(t) for name, t in [*gm.named_parameters(), *gm.named_buffers()]}
+        try:
+            torch.func.functional_call(gm, state, fakes, strict=False)
+        except Exception as error:  # noqa: BLE001 - any failure means "does not run at this batch"
+            logger.debug("captured graph does not run at batch %s: %s: %s", batch, type(error).__name__, error)
+            return False
+    return True
+
+
+def _export_as_is(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool, dynamic_batch: bool) -> fx.GraphModule:
     with _quiet_torch_logs():
         program = torch.export.export(
-            model, inputs, strict=False, dynamic_shapes=_dynamic_shapes(inputs) if dynamic else None
+            model, inputs, strict=False, dynamic_shapes=_dynamic_shapes(inputs, dynamic_batch) if dynamic else None
         )
     return program.module()
+
+
+def _capture(model: nn.Module, inputs: tuple[Any, ...], dynamic_hw: bool, opaque_fallback: bool):
+    """Export with dynamic then static H/W, then with the failing submodule as an opaque leaf.
+
+    Returns (graph or None, dynamic_hw, dynamic_batch, opaque modules, first error, failing module).
+    """
+    tracker = _ModuleTracker(model)
+    first_error: Exception | None = None
+    failed_in: str | None = None
+    try:
+        for dynamic in ([True, False] if dynamic_hw else [False]):
+            try:
+                gm, dynamic_batch = _export(model, inputs, dynamic)
+                return gm, dynamic, dynamic_batch, (), None, None
+            except Exception as error:  # noqa: BLE001 - every export failure is reported by the caller
+                if first_error is None:
+                    first_error, failed_in = error, (tracker.stack[-1] if tracker.stack else None)
+                tracker.stack.clear()
+    finally:
+        tracker.remove()
+    if failed_in and opaque_fallback:
+        gm = _capture_with_leaf(model, inputs, failed_in, first_error)
+        if gm is not None:
+            return gm, False, False, (failed_in,), first_error, failed_in
+    return None, dynamic_hw, False, (), first_error, failed_in
 
 
 def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True, opaque_fallback: bool = True) -> fx.GraphModule:
@@ -199,37 +305,29 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True, opa
     inputs = as_inputs(example_inputs)
     copy_of_model = _copy_structure(model)
     copies = tuple(t.clone() if isinstance(t, torch.Tensor) else copy.deepcopy(t) for t in inputs)
-    tracker = _ModuleTracker(copy_of_model)
-    first_error: Exception | None = None
-    failed_in: str | None = None
-    gm = None
-    try:
-        for dynamic in ([True, False] if dynamic_hw else [False]):
-            try:
-                gm = _export(copy_of_model, copies, dynamic)
-                dynamic_hw = dynamic
-                break
-            except Exception as error:  # noqa: BLE001 - every export failure is reported below
-                if first_error is None:
-                    first_error, failed_in = error, (tracker.stack[-1] if tracker.stack else None)
-                tracker.stack.clear()
-    finally:
-        tracker.remove()
-    opaque: tuple[str, ...] = ()
-    if gm is None and failed_in and opaque_fallback:
-        gm = _capture_with_leaf(copy_of_model, copies, failed_in, first_error)
-        opaque, dynamic_hw = ((failed_in,), False) if gm is not None else ((), dynamic_hw)
+    with _to_debug_log():
+        gm, dynamic_hw, dynamic_batch, opaque, first_error, failed_in = _capture(
+            copy_of_model, copies, dynamic_hw, opaque_fallback)
     if gm is None:
         reason = str(first_error).strip().splitlines()[0] if str(first_error).strip() else type(first_error).__name__
+        leaf = (f"; module '{failed_in}' cannot run as an opaque leaf either (a leaf maps one tensor to one "
+                "tensor and is called once)") if failed_in and opaque_fallback else ""
         raise CaptureError(
-            f"torch.export could not capture {type(model).__name__}: {type(first_error).__name__}: {reason}",
+            f"torch.export could not capture {type(model).__name__}: {type(first_error).__name__}: {reason}{leaf}",
             module=failed_in,
             hint="make the forward traceable by torch.export (no data-dependent Python control flow on tensor "
             "values), or pass an example input of the size the model expects",
         ) from first_error
+    if opaque:
+        warnings.warn(
+            f"fxprune: torch.export could not capture module '{opaque[0]}' ({type(first_error).__name__}); it runs "
+            "as an opaque leaf and its channels are fixed",
+            stacklevel=2,
+        )
     _own_tensors(gm)
     enable_train_eval(gm, mode=model.training)
     gm.meta["fxprune_capture"] = CaptureInfo(
-        tuple(tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor)), dynamic_hw, type(model).__name__, opaque
+        tuple(tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor)), dynamic_hw, type(model).__name__, opaque,
+        dynamic_batch,
     )
     return gm

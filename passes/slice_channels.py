@@ -89,6 +89,13 @@ def _set_arg(node: fx.Node, position: int, name: str, value: Any) -> None:
         node.kwargs = {**node.kwargs, name: value}
 
 
+def _is_size(entry: Any) -> bool:
+    """A size entry to rewrite: a literal (not -1) or a symbolic size computed in the graph. A
+    channel count read from a tensor's shape at run time (``c`` of ``x.shape`` where export left
+    it symbolic) still holds the unsliced count of that tensor, not the count of this output."""
+    return (isinstance(entry, int) and entry != -1) or isinstance(entry, fx.Node)
+
+
 def _shape_arg(position: int, name: str) -> Rewriter:
     """The op's size list is its output shape (view, reshape, expand, new_zeros, full ...)."""
 
@@ -98,7 +105,7 @@ def _shape_arg(position: int, name: str) -> Rewriter:
             return
         shape = list(shape)
         for d, entry in enumerate(shape):
-            if isinstance(entry, int) and entry != -1 and sizes.changed(node, d):
+            if _is_size(entry) and sizes.changed(node, d):
                 shape[d] = sizes.new(node, d)
         _set_arg(node, position, name, shape)
 
@@ -111,7 +118,7 @@ def _unflatten(node: fx.Node, sizes: _Sizes) -> None:
     parts = list(arg(node, 2, "sizes"))
     start = dim % (rank - len(parts) + 1)
     for k, entry in enumerate(parts):
-        if isinstance(entry, int) and entry != -1 and sizes.changed(node, start + k):
+        if _is_size(entry) and sizes.changed(node, start + k):
             parts[k] = sizes.new(node, start + k)
     _set_arg(node, 2, "sizes", parts)
 

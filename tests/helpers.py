@@ -77,3 +77,35 @@ def check_sliced_equals_masked(model: torch.nn.Module, x: torch.Tensor, x_other:
     if any((~units).any() for units in keep.values()):
         assert params_of(sliced) < params_of(model)
     return graph
+
+
+_NORMS = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm, torch.nn.PReLU)
+
+
+def randomize_norms(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Give every BatchNorm/InstanceNorm/GroupNorm/LayerNorm/PReLU random per-channel parameters and
+    statistics, in place, and return the model.
+
+    At their defaults (weight 1, bias 0, running stats 0/1, one slope 0.25) these layers treat every
+    channel alike, so slicing them at wrong indices would change nothing a test could see.
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def uniform(t: torch.Tensor, low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(t.shape, generator=generator, dtype=t.dtype)
+
+    with torch.no_grad():
+        for module in model.modules():
+            if not isinstance(module, _NORMS):
+                continue
+            if isinstance(module, torch.nn.PReLU):
+                module.weight.copy_(uniform(module.weight, -0.5, 0.5))
+                continue
+            if getattr(module, "weight", None) is not None:
+                module.weight.copy_(uniform(module.weight, 0.5, 1.5))
+            if getattr(module, "bias", None) is not None:
+                module.bias.copy_(uniform(module.bias, -0.5, 0.5))
+            if getattr(module, "running_mean", None) is not None:
+                module.running_mean.copy_(uniform(module.running_mean, -0.5, 0.5))
+                module.running_var.copy_(uniform(module.running_var, 0.5, 2.0))
+    return model

@@ -2,8 +2,9 @@
 
 A network is a program: a list of steps, each reading earlier values and appending one value.
 Steps cover what coupling analysis must get right: residual adds, concats, channel splits with a
-SimpleGate multiply, channel attention, depthwise and grouped convs, PixelShuffle, norms and
-per-channel scale parameters.
+SimpleGate multiply, channel slices (indexing and narrow), 2x2 window partitions, channel attention, depthwise and grouped
+convs, PixelShuffle and PixelUnshuffle, norms (with random per-channel parameters) and per-channel
+scale parameters.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from hypothesis import strategies as st
 from torch import nn
+
+from fxprune.models.windows import window_partition, window_reverse
 
 
 @dataclass(frozen=True)
@@ -58,11 +61,20 @@ class RandomNet(nn.Module):
                 bn.weight.uniform_(0.5, 1.5)
                 bn.bias.uniform_(-0.5, 0.5)
             return bn
-        if step.op == "gn":
-            return nn.GroupNorm(step.arg, cin)
+        if step.op == "gn":  # random per-channel affine: slicing it at wrong indices must show
+            gn = nn.GroupNorm(step.arg, cin)
+            with torch.no_grad():
+                gn.weight.uniform_(0.5, 1.5)
+                gn.bias.uniform_(-0.5, 0.5)
+            return gn
         if step.op == "prelu":
-            return nn.PReLU(cin, init=0.1)
-        if step.op == "scale":
+            prelu = nn.PReLU(cin)
+            with torch.no_grad():
+                prelu.weight.uniform_(-0.5, 0.5)
+            return prelu
+        if step.op == "unshuffle":
+            return nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(cin * 4, step.channels * 4, 1), nn.PixelShuffle(2))
+        if step.op in ("scale", "window"):
             module = nn.Module()
             module.scale = nn.Parameter(torch.rand(1, cin, 1, 1) + 0.5)
             return module
@@ -72,7 +84,7 @@ class RandomNet(nn.Module):
         values = [x]
         for step, layer in zip(self.steps, self.layers):
             a = values[step.inputs[0]]
-            if step.op in ("conv", "dwconv", "gconv", "upsample", "bn", "gn", "prelu"):
+            if step.op in ("conv", "dwconv", "gconv", "upsample", "bn", "gn", "prelu", "unshuffle"):
                 y = layer(a)
             elif step.op == "relu":
                 y = F.relu(a)
@@ -89,6 +101,12 @@ class RandomNet(nn.Module):
                 y = left * right
             elif step.op == "split":
                 y = torch.split(a, [step.channels, a.shape[1] - step.channels], dim=1)[0]
+            elif step.op == "slice":  # channels [arg, arg + channels) by indexing, or narrow
+                y = a[:, step.arg : step.arg + step.channels] if step.arg % 2 == 0 else a.narrow(1, step.arg, step.channels)
+            elif step.op == "window":  # 2x2 windows as SwinIR writes them, a per-channel scale inside
+                h, w = a.shape[-2:]
+                windows = window_partition(a.permute(0, 2, 3, 1), 2) * layer.scale.reshape(-1)
+                y = window_reverse(windows, 2, h, w).permute(0, 3, 1, 2)
             elif step.op == "scale":
                 y = a * layer.scale
             elif step.op == "resscale":
@@ -100,8 +118,12 @@ class RandomNet(nn.Module):
 
 
 @st.composite
-def programs(draw, max_steps: int = 8) -> list[Step]:
-    """A random valid program; channel counts stay small so a forward is cheap."""
+def programs(draw, max_steps: int = 8, windows: bool = False) -> list[Step]:
+    """A random valid program; channel counts stay small so a forward is cheap.
+
+    ``windows`` adds 2x2 window partitions, whose captured graph runs only at the example's batch
+    (the window reverse recovers the batch through Python floats, as SwinIR's does).
+    """
     channels = [3]
     steps: list[Step] = []
     n = draw(st.integers(2, max_steps))
@@ -112,7 +134,8 @@ def programs(draw, max_steps: int = 8) -> list[Step]:
         i = draw(st.integers(1, len(channels) - 1))
         c = channels[i]
         same = [j for j in range(1, len(channels)) if channels[j] == c and j != i]
-        options = ["conv", "dwconv", "relu", "bn", "prelu", "scale", "resscale", "attention", "upsample", "cat"]
+        options = ["conv", "dwconv", "relu", "bn", "prelu", "scale", "resscale", "attention", "upsample", "cat",
+                   "unshuffle"] + (["window"] if windows else [])
         if same:
             options += ["add", "mul", "add"]
         if c % 2 == 0:
@@ -120,7 +143,7 @@ def programs(draw, max_steps: int = 8) -> list[Step]:
         if c % 2 == 0 and c >= 4:
             options.append("gn")
         if c >= 3:
-            options.append("split")
+            options += ["split", "slice"]
         op = draw(st.sampled_from(options))
         if op == "conv":
             step = Step(op, (i,), draw(st.sampled_from([4, 6, 8])), draw(st.sampled_from([1, 3])))
@@ -137,7 +160,10 @@ def programs(draw, max_steps: int = 8) -> list[Step]:
             step = Step(op, (i,), c, 2)
         elif op == "split":
             step = Step(op, (i,), draw(st.integers(1, c - 1)))
-        elif op == "upsample":
+        elif op == "slice":
+            start = draw(st.integers(0, c - 2))
+            step = Step(op, (i,), draw(st.integers(1, c - start)), start)
+        elif op in ("upsample", "unshuffle"):
             step = Step(op, (i,), draw(st.sampled_from([4, 8])))
         else:
             step = Step(op, (i,), c)

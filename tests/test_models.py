@@ -10,9 +10,9 @@ from torch.export import Dim
 from fxprune.models import EDSR, ZOO, build, names
 
 SR_SCALES = {"edsr": 2, "rcan": 2, "srresnet": 4, "carn": 2, "imdn": 2, "espcn": 3, "fsrcnn": 2,
-             "swinir": 2}
-RESTORATION = {"nafnet", "dncnn", "vdsr", "unet", "restormer"}
-PADDED = {"nafnet", "unet", "swinir"}  # models that pad H, W to a multiple internally
+             "swinir": 2, "swinir_windows": 2}
+RESTORATION = {"nafnet", "dncnn", "vdsr", "unet", "restormer", "uformer", "restormer_unet"}
+PADDED = {"nafnet", "unet", "swinir", "swinir_windows", "uformer", "restormer_unet"}  # models that pad H, W to a multiple internally
 
 
 def _size(name: str) -> tuple[int, int]:

@@ -323,8 +323,13 @@ def _group_params(check: str):
             yield pytest.param(case, e, id=f"{case}:{e.label}", marks=marks)
 
 
+# Models whose groups are not hand-derived here: their slicing is checked against the masked model
+# at several batches and sizes in tests/test_window_models.py.
+NOT_DERIVED = {"swinir_windows", "uformer", "restormer_unet"}
+
+
 def test_cases_cover_the_zoo():
-    assert {name for name, _, _ in CASES.values()} == set(names())
+    assert {name for name, _, _ in CASES.values()} == set(names()) - NOT_DERIVED
 
 
 @pytest.mark.parametrize("case", list(CASES))

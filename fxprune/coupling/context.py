@@ -83,6 +83,9 @@ class CouplingContext:
         self.gm = gm
         self.spaces: list[Space] = []
         self._space_ids: dict[tuple[str, int, int], int | None] = {}
+        # Symbolic sizes a rule proved constant (PixelUnshuffle's channels): every tensor whose dim
+        # has the same expression has that size too, so the channels stay traceable downstream.
+        self._known_exprs: dict[Any, int] = {}
         self._next_element = 0
         self._tie_a: list[np.ndarray] = []
         self._tie_b: list[np.ndarray] = []
@@ -132,7 +135,18 @@ class CouplingContext:
         val = self.val(arg, index)
         if not isinstance(val, torch.Tensor):
             return None
-        return static_size(val.shape[dim])
+        return self.static(val.shape[dim])
+
+    def static(self, size: Any) -> int | None:
+        """``size`` as an int when known at trace time or derived from a size a rule proved constant."""
+        static = static_size(size)
+        if static is None and isinstance(size, torch.SymInt) and self._known_exprs:
+            expr = size.node.expr
+            if expr in self._known_exprs:
+                return self._known_exprs[expr]
+            replaced = expr.xreplace(self._known_exprs)
+            return int(replaced) if getattr(replaced, "is_number", False) else None
+        return static
 
     def space(self, arg: Any, dim: int, index: int | None = None, *, known_size: int | None = None) -> int | None:
         """The space id of dimension ``dim`` of ``arg`` (None when symbolic, size 1, or not a tensor).
@@ -152,9 +166,11 @@ class CouplingContext:
         key = (arg.name, index or 0, dim)
         if key in self._space_ids:
             return self._space_ids[key]
-        size = static_size(val.shape[dim])
-        if size is None:
+        size = self.static(val.shape[dim])
+        if size is None and known_size is not None:
             size = known_size
+            if isinstance(val.shape[dim], torch.SymInt):
+                self._known_exprs[val.shape[dim].node.expr] = known_size
         if size is None or size <= 1:
             self._space_ids[key] = None
             return None

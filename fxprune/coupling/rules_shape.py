@@ -114,9 +114,9 @@ def reshape(node: fx.Node, ctx: CouplingContext) -> None:
         if len(run_in) == 1 and len(run_out) == 1:
             ctx.tie(in_spaces[0], out_spaces[0])
         elif len(run_in) == 1 and in_spaces[0] is not None:
-            _split_one(ctx, node, in_spaces[0], out_spaces, [static_size(out_shape[d]) or 1 for d in run_out])
+            _split_one(ctx, node, in_spaces[0], out_spaces, [ctx.static(out_shape[d]) or 1 for d in run_out])
         elif len(run_out) == 1 and out_spaces[0] is not None:
-            _split_one(ctx, node, out_spaces[0], in_spaces, [static_size(in_shape[d]) or 1 for d in run_in])
+            _split_one(ctx, node, out_spaces[0], in_spaces, [ctx.static(in_shape[d]) or 1 for d in run_in])
         else:
             for s in in_spaces + out_spaces:
                 ctx.fix(s, "reshape that mixes dims")
@@ -212,7 +212,7 @@ def split(node: fx.Node, ctx: CouplingContext) -> None:
     rank = ctx.ndim(x)
     dim = int(arg(node, 2, "dim", 0)) % rank
     outputs = node.meta["val"]
-    sizes = [static_size(o.shape[dim]) for o in outputs]
+    sizes = [ctx.static(o.shape[dim]) for o in outputs]
     if any(s is None for s in sizes) or ctx.size(x, dim) is None:
         return fix_everything(node, ctx, "split along a dynamic dim")
     _split_outputs(node, ctx, sizes, dim)

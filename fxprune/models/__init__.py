@@ -1,8 +1,8 @@
 """The reference model zoo: small, clean implementations of common image-restoration networks.
 
 Every model takes an N×3×H×W float image. Super-resolution models (edsr, rcan, srresnet, carn,
-imdn, espcn, fsrcnn, swinir) return N×3×(H·s)×(W·s); restoration models (nafnet, dncnn, vdsr,
-unet, restormer) return N×3×H×W. Defaults are tiny; every size is a constructor argument.
+imdn, espcn, fsrcnn, swinir, swinir_windows) return N×3×(H·s)×(W·s); restoration models (nafnet, dncnn, vdsr,
+unet, restormer, uformer, restormer_unet) return N×3×H×W. Defaults are tiny; every size is a constructor argument.
 """
 from __future__ import annotations
 
@@ -19,8 +19,11 @@ from .imdn import IMDN
 from .nafnet import NAFNet
 from .rcan import RCAN
 from .restormer import Restormer
+from .restormer_unet import RestormerUNet
 from .srresnet import SRResNet
+from .swin_windows import SwinIRWindows
 from .swinir import SwinIR
+from .uformer import Uformer
 from .unet import UNet
 
 ZOO: dict[str, Callable[..., nn.Module]] = {
@@ -37,6 +40,9 @@ ZOO: dict[str, Callable[..., nn.Module]] = {
     "unet": UNet,
     "swinir": SwinIR,
     "restormer": Restormer,
+    "swinir_windows": SwinIRWindows,
+    "uformer": Uformer,
+    "restormer_unet": RestormerUNet,
 }
 
 
@@ -63,4 +69,4 @@ def build(name: str, **kwargs) -> nn.Module:
 
 
 __all__ = ["ZOO", "names", "build", "UnknownModelError", "CARN", "DnCNN", "EDSR", "ESPCN", "FSRCNN",
-           "IMDN", "NAFNet", "RCAN", "Restormer", "SRResNet", "SwinIR", "UNet", "VDSR"]
+           "IMDN", "NAFNet", "RCAN", "Restormer", "RestormerUNet", "SRResNet", "SwinIR", "SwinIRWindows", "UNet", "Uformer", "VDSR"]

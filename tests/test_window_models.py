@@ -1,0 +1,94 @@
+"""Models whose capture used to go wrong: window attention written as SwinIR/Uformer write it (the
+batch recovered from the window count) and a Restormer U-Net with PixelUnshuffle/PixelShuffle.
+Each is compressed through the public path and must run at its example batch, equal to the
+masked model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import fxprune
+from fxprune.masking import masked_model
+from fxprune.models import build
+from fxprune.passes.slice_channels import slice_channels
+from fxprune.selection import plan_keep
+
+from helpers import randomize_norms
+
+
+class Windows(nn.Module):
+    """The ten-line reproduction: conv, 4x4 windows, batch = int(windows / (H·W/16)), merge, conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 16, 3, padding=1)
+        self.b = nn.Conv2d(16, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x)
+        _, c, h, w = y.shape
+        windows = y.view(-1, c, h // 4, 4, w // 4, 4).permute(0, 2, 4, 1, 3, 5).reshape(-1, c, 4, 4)
+        b = int(windows.shape[0] / (h * w / 16))
+        y = windows.view(b, h // 4, w // 4, c, 4, 4).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+        return self.b(y)
+
+
+def _check(model: nn.Module, x: torch.Tensor, other: torch.Tensor | None, *, public: bool = False) -> None:
+    """L1 at ratio 0.5 must give a model that runs on ``x`` (and on ``other`` where the graph is
+    dynamic) and equals the masked model with the same keep-set. ``public`` goes through
+    ``fxprune.compress`` (which is analyze, plan_keep and slice_channels: the other cases call
+    those directly to capture once, as the window models' export is slow)."""
+    spec = fxprune.Spec(method="l1", ratio=0.5, round_to=1)
+    graph = fxprune.analyze(model, (x,))
+    keep = plan_keep(graph, spec)
+    assert keep, graph.summary()  # something is pruned
+    small = fxprune.compress(model, spec, (x,)) if public else slice_channels(graph, keep)
+    masked = masked_model(graph, keep)
+    info = small.meta["fxprune_capture"]
+    for t in [x] + ([other] if other is not None and info.dynamic_hw else []):
+        torch.testing.assert_close(small(t), masked(t))
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
+
+
+def test_window_reverse_at_batch_one():
+    torch.manual_seed(0)
+    model, x = Windows().eval(), torch.randn(1, 3, 12, 12)
+    _check(model, x, torch.randn(1, 3, 8, 16), public=True)
+    gm = fxprune.trace(model, x)
+    assert not gm.meta["fxprune_capture"].dynamic_batch  # the batch is baked in: recorded as static
+    torch.testing.assert_close(gm(x), model(x))
+
+
+def test_dynamic_batch_is_recorded_where_it_holds():
+    gm = fxprune.trace(build("edsr", blocks=1, channels=8).eval(), torch.randn(1, 3, 8, 8))
+    assert gm.meta["fxprune_capture"].dynamic_batch
+    assert gm(torch.randn(3, 3, 8, 8)).shape == (3, 3, 16, 16)
+
+
+@pytest.mark.parametrize("name, batch", [("swinir_windows", 1), ("uformer", 3), ("restormer_unet", 1)])
+def test_zoo_model_compresses_and_runs_at_its_batch(name, batch):
+    torch.manual_seed(0)
+    model = randomize_norms(build(name).eval(), seed=0)
+    # the other size keeps at least two windows per dim at every level (one would be a size-1 dim,
+    # which export specializes)
+    _check(model, torch.randn(batch, 3, 12, 12), torch.randn(batch, 3, 20, 24))
+
+
+def test_restormer_unet_batch_is_dynamic():
+    """No window helper: compressed at batch 1, it runs at batch 3 too."""
+    torch.manual_seed(1)
+    model, x = build("restormer_unet").eval(), torch.randn(1, 3, 8, 8)
+    small = fxprune.compress(model, fxprune.Spec(method="l1", ratio=0.5, round_to=1), (x,))
+    assert small.meta["fxprune_capture"].dynamic_batch
+    assert small(torch.randn(3, 3, 8, 8)).shape == (3, 3, 8, 8)
+
+
+def test_batch_checks_do_not_touch_the_model():
+    """The capture's batch checks run on fake tensors: a train-mode BatchNorm counts no batch."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Conv2d(8, 3, 3, padding=1)).train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    fxprune.trace(model, torch.randn(1, 3, 8, 8))
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, state[key])
