@@ -266,6 +266,8 @@ def _finish_file(path: Path, inputs: tuple[torch.Tensor, ...], opset: int, exter
     model = onnx.load(str(path), load_external_data=False)
     _rename_symbols(model, inputs)
     written = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), opset)
+    if written < 18:
+        _split_sizes_as_input(model)
     if written > opset and not external:
         try:
             converted = onnx.version_converter.convert_version(model, opset)
@@ -276,6 +278,35 @@ def _finish_file(path: Path, inputs: tuple[torch.Tensor, ...], opset: int, exter
         else:
             model = converted
     onnx.save(model, str(path))
+
+
+def _split_sizes_as_input(model: Any) -> None:
+    """Below opset 18, ``Split`` takes its sizes as an input; the exporter can still write the
+    opset-18 ``num_outputs`` attribute, which the checker rejects. Where the outputs' sizes along
+    the axis are known (channel splits always are), write them as the ``split`` input instead."""
+    import onnx
+
+    known = {v.name: v for v in list(model.graph.value_info) + list(model.graph.output)}
+    for node in model.graph.node:
+        if node.op_type != "Split" or node.domain not in ("", "ai.onnx"):
+            continue
+        attributes = {a.name: a for a in node.attribute}
+        if "num_outputs" not in attributes or len(node.input) > 1:
+            continue
+        axis = attributes["axis"].i if "axis" in attributes else 0
+        sizes = []
+        for name in node.output:
+            dims = known[name].type.tensor_type.shape.dim if name in known else []
+            dim = dims[axis] if -len(dims) <= axis < len(dims) else None
+            if dim is None or not dim.HasField("dim_value"):
+                break
+            sizes.append(dim.dim_value)
+        if len(sizes) != len(node.output):
+            continue  # left as written: the checker then names the node
+        sizes_name = f"{node.name or node.output[0]}_sizes"
+        model.graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(sizes, np.int64), sizes_name))
+        node.input.append(sizes_name)
+        node.attribute.remove(attributes["num_outputs"])
 
 
 def _drop_default_noop_with_empty_axes(model: Any, opset: int) -> None:
@@ -591,7 +622,11 @@ def export_onnx(
     if callable(metadata):
         onnx.helper.set_model_props(written, {**{p.key: p.value for p in written.metadata_props}, **metadata()})
         onnx.save(written, str(target))
-    onnx.checker.check_model(str(target))
+    try:
+        onnx.checker.check_model(str(target))
+    except onnx.checker.ValidationError as invalid:
+        raise OnnxExportError(f"the exporter wrote an invalid ONNX file ({str(invalid).splitlines()[0]}); "
+                              "try opset=18") from invalid
     actual_opset = next((o.version for o in written.opset_import if o.domain in ("", "ai.onnx")), opset)
     if actual_opset != opset:
         warnings.warn(f"requested opset {opset}, the exporter wrote opset {actual_opset}", stacklevel=2)

@@ -134,3 +134,25 @@ def test_a_model_only_a_size_baking_exporter_takes_is_exported_statically(tmp_pa
         report = export_onnx(_IntSizes().eval(), tmp_path / "int.onnx", x)
     assert report.dynamic is False and report.checked_shapes == ((1, 3, 8, 8),)
     assert report.max_abs_error <= report.tolerance
+
+
+class _ChannelGate(nn.Module):
+    """SimpleGate: the exporter writes a channel Split, with opset 18's num_outputs even at 17."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x):
+        a, b = self.conv(x).chunk(2, dim=1)
+        return a * b
+
+
+def test_a_channel_split_exports_valid_at_opset_17(tmp_path):
+    torch.manual_seed(0)
+    report = export_onnx(_ChannelGate().eval(), tmp_path / "gate.onnx", torch.randn(1, 3, 8, 8), opset=17)
+    written = onnx.load(str(report.path))
+    onnx.checker.check_model(written)
+    splits = [n for n in written.graph.node if n.op_type == "Split"]
+    assert report.opset == 17 and splits and all(len(n.input) == 2 for n in splits)
+    assert report.max_abs_error <= report.tolerance
