@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import copy
 import warnings
+from typing import Any
 
 import torch
 import torch.fx as fx
 from torch import nn
+from torch.utils import _pytree as pytree
 
 aten = torch.ops.aten
 # op -> position of its "training" argument
@@ -47,12 +49,54 @@ def _eval(self: fx.GraphModule) -> fx.GraphModule:
     return set_training(self, False)
 
 
+class _PerSampleCall:
+    """Runs a graph captured at a fixed batch on a multiple of that batch, one slice at a time.
+
+    Some models compute the batch from other sizes in Python (SwinIR's ``window_reverse``:
+    ``int(windows.shape[0] / (H * W / ws / ws))``); export must then fix the batch, and the graph
+    would fail on any other. Samples of an image-restoration batch are independent in eval mode,
+    so slicing the batch gives the same result (in train mode, batch norm statistics are per slice).
+    ``GraphModule.recompile`` keeps a class's ``_wrapped_call`` once set, so this survives rewrites.
+    """
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+
+    def __call__(self, obj: fx.GraphModule, *args: Any, **kwargs: Any) -> Any:
+        fixed = fixed_batch(obj)
+        images = [a for a in args if isinstance(a, torch.Tensor) and a.dim() == 4]
+        if fixed is None or kwargs or not images:
+            return self.inner(obj, *args, **kwargs)
+        batch = images[0].shape[0]
+        if batch == fixed or batch % fixed or any(a.shape[0] != batch for a in images):
+            return self.inner(obj, *args, **kwargs)
+        outputs = [
+            self.inner(obj, *(a[start:start + fixed] if isinstance(a, torch.Tensor) and a.dim() == 4 else a
+                              for a in args))
+            for start in range(0, batch, fixed)
+        ]
+        return pytree.tree_map(lambda *parts: torch.cat(parts) if isinstance(parts[0], torch.Tensor) else parts[0],
+                               outputs[0], *outputs[1:])
+
+
+def fixed_batch(gm: nn.Module) -> int | None:
+    """The batch a graph was captured at when export had to fix it (None when it is dynamic)."""
+    info = getattr(gm, "meta", {}).get("fxprune_capture")
+    if info is None or getattr(info, "dynamic_batch", True):
+        return None
+    shapes = [s for s in info.input_shapes if len(s) == 4]
+    return shapes[0][0] if shapes else None
+
+
 def _install(gm: fx.GraphModule) -> None:
     for name in ("train", "eval"):
         gm.__dict__.pop(name, None)  # torch.export's refusal lives on the instance
     cls = type(gm)
     if cls is not fx.GraphModule:  # every GraphModule instance has a class of its own
         cls.train, cls.eval = _train, _eval
+        inner = vars(cls).get("_wrapped_call")
+        if inner is not None and not isinstance(inner, _PerSampleCall):
+            cls._wrapped_call = _PerSampleCall(inner)
 
 
 def enable_train_eval(gm: fx.GraphModule, mode: bool | None = None) -> fx.GraphModule:

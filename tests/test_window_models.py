@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import fxprune
+from fxprune.graph_mode import copy_graph_module
 from fxprune.masking import masked_model
 from fxprune.models import build
 from fxprune.passes.slice_channels import slice_channels
@@ -49,6 +50,10 @@ def _check(model: nn.Module, x: torch.Tensor, other: torch.Tensor | None, *, pub
     info = small.meta["fxprune_capture"]
     for t in [x] + ([other] if other is not None and info.dynamic_hw else []):
         torch.testing.assert_close(small(t), masked(t))
+    # three times the example batch, whether the batch is dynamic or fixed (then run slice by slice)
+    bigger = torch.cat([x, x.flip(-1), 0.5 * x])
+    expected = torch.cat([masked(part) for part in bigger.split(x.shape[0])])
+    torch.testing.assert_close(small(bigger), expected)
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
 
 
@@ -59,6 +64,9 @@ def test_window_reverse_at_batch_one():
     gm = fxprune.trace(model, x)
     assert not gm.meta["fxprune_capture"].dynamic_batch  # the batch is baked in: recorded as static
     torch.testing.assert_close(gm(x), model(x))
+    batch_of_three = torch.randn(3, 3, 12, 12)  # runs slice by slice (fxprune.graph_mode.fixed_batch)
+    torch.testing.assert_close(gm(batch_of_three), model(batch_of_three))
+    torch.testing.assert_close(copy_graph_module(gm).eval()(batch_of_three), model(batch_of_three))
 
 
 def test_dynamic_batch_is_recorded_where_it_holds():
