@@ -20,6 +20,7 @@ from .errors import SpecError
 
 METHODS = ("l1", "assl")
 ALIGNMENTS = ("joint", "ssa")
+SHRINKS = ("schedule", "paper")
 OVERRIDE_FIELDS = ("ratio", "round_to")
 
 
@@ -54,6 +55,13 @@ class Spec:
         finetune_steps: steps of fine-tuning with the pruned channels masked (100000, our choice).
         steps: if set, every phase (SSA, growth, hold, fine-tuning) is scaled so the schedule
             takes this many steps in total.
+        shrink: ``"schedule"`` (default): besides the penalty, ``pruner.step()`` caps every
+            unimportant gate (and its bias) at a fraction of its value when its penalty started;
+            the fraction falls with the accumulated penalty factor α and reaches 0 at the prune
+            point, so masking costs nothing at any schedule length, whatever the optimizer.
+            ``"paper"``: the penalty alone (coupled L2 through the optimizer, as the official
+            code); with Adam the gates move about ``lr`` per step, so short schedules prune live
+            channels.
 
     >>> spec = Spec(ratio=0.5, overrides={"tail.0": None, "re:body\\\\.\\\\d+\\\\.conv1": {"ratio": 0.3}})
     >>> Spec.from_yaml(spec.to_yaml()) == spec
@@ -74,12 +82,15 @@ class Spec:
     ssa_weight: float = 1.0
     finetune_steps: int = 100000
     steps: int | None = None
+    shrink: str = "schedule"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise SpecError("method", f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.align not in ALIGNMENTS:
             raise SpecError("align", f"unknown alignment {self.align!r}; choose one of {', '.join(ALIGNMENTS)}")
+        if self.shrink not in SHRINKS:
+            raise SpecError("shrink", f"unknown gate shrink {self.shrink!r}; choose one of {', '.join(SHRINKS)}")
         for name in ("reg_step", "reg_ceiling"):
             _check_positive(name, getattr(self, name))
         _check_positive("ssa_weight", self.ssa_weight, allow_zero=True)
