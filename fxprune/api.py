@@ -78,7 +78,7 @@ def _compress_assl(model: nn.Module, spec: Spec, example_inputs: Any, train: Tra
         return {"phase": pruner.phase, "α": round(pruner.alpha(), 4), "γ drop/keep": round(pruner.gate_ratio(), 3)}
 
     log = train_model(pruner.model, train, pruner.schedule.total, scale, extra_loss=pruner.penalty,
-                      after_step=pruner.step, status=status, description="assl")
+                      after_step=pruner.step, status=status, description="assl", state=pruner)
     small = convert(pruner)
     small.meta["fxprune"]["train"] = log.as_dict()
     return small
