@@ -15,10 +15,9 @@ script at any time leaves the best model on disk.
 ``--steps``, so a stopped run is the prefix of the full one. ``--init FILE`` starts from saved
 weights (a second stage with its own cosine schedule; the log records both stages).
 
-The shipped files came from (see the logs quoted in benchmarks/RESULTS.md):
+The shipped files came from these runs on 2 shared cores (their logs: benchmarks/logs/):
 
-    python benchmarks/train_reference.py --model 4x32 --steps 20000 --eval-every 1000 --minutes 46 --out s1.pt
-    python benchmarks/train_reference.py --model 4x32 --init s1.pt --lr 5e-4 --steps 1500 --eval-every 250
+    python benchmarks/train_reference.py --model 4x32 --steps 20000 --eval-every 1000 --minutes 75
     python benchmarks/train_reference.py --model 8x64 --steps 2500 --batch 8 --eval-every 250 --minutes 70
 """
 from __future__ import annotations

@@ -73,7 +73,7 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
                 value = value["int8"].float() * value["scale"].reshape(-1, *[1] * (value["int8"].dim() - 1))
             out[key] = value
         return out
-    except (OSError, RuntimeError, ValueError, KeyError, AttributeError, TypeError) as error:
+    except Exception as error:  # torch.load raises many types (UnpicklingError, RuntimeError ...) for a bad file
         raise CheckpointError(f"cannot read the weights file {path}: {error}") from error
 
 
