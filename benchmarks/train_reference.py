@@ -19,6 +19,10 @@ The shipped files came from these runs on 2 shared cores (their logs: benchmarks
 
     python benchmarks/train_reference.py --model 4x32 --steps 20000 --eval-every 1000 --minutes 75
     python benchmarks/train_reference.py --model 8x64 --steps 2500 --batch 8 --eval-every 250 --minutes 70
+
+(Those runs drew their batches with the DataLoader shuffle that ``fxprune.train.loader_for`` used
+before crash-safe runs replaced it with :class:`fxprune.train.StepBatches`; a rerun today sees the
+same patches in another order, so expect figures close to, not equal to, the logs.)
 """
 from __future__ import annotations
 
