@@ -88,7 +88,7 @@ def _compress_assl(model: nn.Module, spec: Spec, example_inputs: Any, train: Tra
         return {"phase": pruner.phase, "α": round(pruner.alpha(), 4), "γ drop/keep": round(pruner.gate_ratio(), 3)}
 
     log = train_model(pruner.model, train, pruner.schedule.total, scale, extra_loss=pruner.penalty,
-                      after_step=pruner.step, status=status, description="assl")
+                      after_step=pruner.step, status=status, description="assl", state=pruner)
     small = convert(pruner)
     small.meta["fxprune"]["train"] = log.as_dict()
     return small
@@ -115,7 +115,7 @@ def _compress_method(method: Method, model: nn.Module, spec: Spec, example_input
         check_task(train, scale)
         log = train_model(pruner.model, train, pruner.total_steps, scale, extra_loss=pruner.penalty,
                           after_step=pruner.step, status=pruner.status, description=spec.method,
-                          param_groups=pruner.param_groups(train.lr, train.gate_lr))
+                          param_groups=pruner.param_groups(train.lr, train.gate_lr), state=pruner)
     small = pruner.convert()
     if log is not None:
         small.meta["fxprune"]["train"] = log.as_dict()

@@ -160,6 +160,11 @@ def cmd_compress(args: argparse.Namespace) -> int:
     spec, section = load_spec(args.spec, args)
     if args.finetune_steps is not None:
         section["steps"] = args.finetune_steps
+    if args.resume is not None:
+        section["resume"] = args.resume
+    if args.checkpoint_every is not None:
+        section["checkpoint_every"] = args.checkpoint_every
+        section.setdefault("checkpoint_dir", str(Path(args.output) / "checkpoint"))
     train = train_config(section, args) if _needs_training(spec, args, section) else None
     small = compress(model, spec, (x,), train=train)
     scale = small(x).shape[-2] // x.shape[-2]
@@ -172,27 +177,36 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Train a small EDSR on the bundled images, compress it with ASSL, export and compare."""
+    """Compress the shipped trained EDSR with ASSL on the bundled images, export and compare."""
+    from .weights import NoPretrainedWeightsError, pretrained
+
     torch.manual_seed(args.seed)
     out = Path(args.output)
-    model = build("edsr", blocks=args.blocks, channels=args.channels, scale=2)
     x = torch.rand(1, 3, 48, 48)
+    config = TrainConfig(steps=args.steps, batch_size=8, patch_size=32, lr=1e-3, seed=args.seed, progress=not args.quiet)
+    if args.pretrain_steps:
+        model = build("edsr", blocks=args.blocks, channels=args.channels, scale=2)
+        print(f"\n1/3 training the dense EDSR ({args.pretrain_steps} steps on the bundled images)")
+        train_model(model, config, args.pretrain_steps, scale=2, description="dense")
+        origin = f"trained here for {args.pretrain_steps} steps"
+    else:
+        try:
+            model = pretrained("edsr", blocks=args.blocks, channels=args.channels, scale=2)
+        except NoPretrainedWeightsError as error:
+            raise SpecError("--blocks/--channels", f"{error}; or pass --pretrain-steps N to train one here") from error
+        origin = "the shipped reference model (benchmarks/train_reference.py)"
+        print(f"\n1/3 dense EDSR {args.blocks}x{args.channels}: {origin}")
+    model.eval()
     graph = analyze(model, (x,))
     print(graph.summary())
     out.mkdir(parents=True, exist_ok=True)
     visualize(graph, out / "coupled_dense.html", title="EDSR: coupled channel groups")
-    # lr 1e-3: at 2e-4 a few hundred steps barely move ASSL's gates (benchmarks/RESULTS.md, ASSL ablation)
-    config = TrainConfig(steps=args.steps, batch_size=8, patch_size=32, lr=1e-3, seed=args.seed, progress=not args.quiet)
-    print(f"\n1/3 training the dense EDSR ({args.pretrain_steps} steps on the bundled images)")
-    train_model(model, config, args.pretrain_steps, scale=2, description="dense")
-    model.eval()
     print(f"\n2/3 compressing with ASSL (ratio {args.ratio}, {args.steps} steps)")
     small = compress(model, Spec(method="assl", ratio=args.ratio, steps=args.steps), (x,), train=config)
     print("\n3/3 exporting, measuring and reporting")
     x_eval = torch.rand(1, 3, 128, 128)
     finish(out, "edsr (demo)", model, small, x_eval, pairs_from(None, "test", task="sr", scale=2), shave=2)
-    print(f"(the demo's dense EDSR trained only {args.pretrain_steps} steps and the compressed one {args.steps} more, "
-          "so the compressed one can score higher here; from a fully trained model expect a small loss instead)")
+    print(f"(dense model: {origin}; the compressed one trained {args.steps} ASSL steps from it)")
     return 0
 
 
@@ -229,13 +243,19 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--n", type=int, help="method nm: keep the N largest of every group")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     _training_flags(p)
+    g = p.add_argument_group("crash-safe runs")
+    g.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="write the training state to OUT/checkpoint/ every N steps and on SIGINT/SIGTERM")
+    g.add_argument("--resume", metavar="DIR", help="continue the run whose checkpoint.pt is in DIR (same model, spec, flags)")
     p.set_defaults(run=cmd_compress)
 
-    p = sub.add_parser("demo", help="the whole pipeline on a small EDSR and the bundled images (~5 min on 2 cores)")
+    p = sub.add_parser("demo", help="the whole pipeline on the shipped trained EDSR and the bundled images (~3 min on 2 cores)")
     p.add_argument("-o", "--output", default="fxprune-demo", metavar="DIR", help="output folder (default fxprune-demo)")
     p.add_argument("--blocks", type=int, default=4, help="EDSR residual blocks (default 4)")
     p.add_argument("--channels", type=int, default=32, help="EDSR channels (default 32)")
-    p.add_argument("--pretrain-steps", type=int, default=1500, help="dense training steps (default 1500)")
+    p.add_argument("--pretrain-steps", type=int, default=0,
+                   help="train the dense EDSR here for this many steps instead of loading the shipped weights "
+                   "(needed for sizes without shipped weights; default 0)")
     p.add_argument("--steps", type=int, default=600, help="ASSL schedule steps (default 600)")
     p.add_argument("--ratio", type=float, default=0.5, help="fraction of channels ASSL removes (default 0.5)")
     p.add_argument("--seed", type=int, default=0)

@@ -4,7 +4,10 @@
 will lose (by L1 norm, jointly over all producers of a group) and gates every producer weight.
 The returned :class:`AsslPruner` holds the gated GraphModule (``pruner.model``) and the
 schedule; ``pruner.penalty()`` is added to the loss and ``pruner.step()`` called after each
-optimizer step. At the end of the schedule's hold phase the unimportant channels are masked out
+optimizer step. With ``Spec.shrink="schedule"`` (default) ``step()`` also caps the unimportant
+gates and biases at a fraction of their start magnitude that falls to 0 at the prune point
+(:meth:`AsslSchedule.cap`), whatever the optimizer did, so the prune point is lossless at any
+schedule length; ``"paper"`` leaves the gates to the penalty alone. At the end of the schedule's hold phase the unimportant channels are masked out
 of the activations, so fine-tuning trains exactly the model that ``convert`` will slice.
 """
 from __future__ import annotations
@@ -37,7 +40,7 @@ from .spec import Spec
 from .verify import verify_sliced
 
 STATE_FORMAT = "fxprune.assl-pruner"
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 def as_spec(spec: Spec | Mapping[str, Any]) -> Spec:
@@ -73,6 +76,7 @@ class AsslPruner:
         self.masked = False
         self._repicked = not self.uses_ssa
         self._masks_cache: dict[tuple[int, str], torch.Tensor] = {}
+        self._shrink_from: dict[str, torch.Tensor] = {}   # |param| when its group's penalty started
 
     # ------------------------------------------------------------------ the training hooks
     @property
@@ -121,6 +125,8 @@ class AsslPruner:
         if not self._repicked and self.step_count >= self.schedule.ssa:
             self._pick(coupled_only=True)
             self._repicked = True
+        if self.spec.shrink == "schedule" and not self.masked:
+            self._shrink()
         if not self.masked and self.step_count >= self.schedule.prune_at:
             self._mask()
 
@@ -166,6 +172,30 @@ class AsslPruner:
         self.unimportant = _agree_across_ranks(self.unimportant)
         self._masks_cache.clear()
 
+    @torch.no_grad()
+    def _shrink(self) -> None:
+        """Cap every penalized unimportant gate and bias at ``schedule.cap`` × its start magnitude.
+
+        A projection after the optimizer's step: with Adam a penalized gate only drifts by about
+        lr per step, so the penalty alone cannot reach 0 on short schedules, and the task loss
+        keeps pushing a useful channel back up; the cap bounds it whatever the optimizer.
+        """
+        for group in self.groups:
+            start = self._start(group)
+            if self.step_count <= start:
+                continue
+            cap = self.schedule.cap(self.step_count, start)
+            dropped = self._unimportant_tensor(group)
+            for k, site in enumerate(group.sites):
+                names = [f"{site.gate}.gamma"] + ([site.bias] if site.bias is not None else [])
+                for name in names:
+                    param = self.model.get_parameter(name)
+                    chosen = dropped.to(param.device)[group.units_on(k, param.device)]
+                    if name not in self._shrink_from:
+                        self._shrink_from[name] = param.detach().abs().clone()
+                    limit = self._shrink_from[name].to(param.device) * cap
+                    param.copy_(torch.where(chosen, torch.clamp(param, -limit, limit), param))
+
     def _mask(self) -> None:
         insert_channel_masks(self.model, self.graph, self.keep(), activations_only=True)
         self.masked = True
@@ -190,6 +220,7 @@ class AsslPruner:
             "repicked": self._repicked,
             "unimportant": {gid: np.flatnonzero(u).tolist() for gid, u in self.unimportant.items()},
             "model": {k: v for k, v in self.model.state_dict().items() if not k.startswith(MASK_BUFFER)},
+            "shrink_from": {k: v.detach().cpu().clone() for k, v in self._shrink_from.items()},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -197,11 +228,13 @@ class AsslPruner:
         if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
             raise CheckpointError("not an fxprune ASSL pruner state (missing or wrong 'format')")
         if state.get("version") != STATE_VERSION:
-            raise CheckpointError(f"pruner state version {state.get('version')!r}; this fxprune reads {STATE_VERSION}")
+            raise CheckpointError(f"pruner state version {state.get('version')!r}; this fxprune reads {STATE_VERSION} "
+                                  "(version 2 added the gate shrink's start magnitudes)")
         try:
             spec = Spec.from_dict(state["spec"])
             groups = {int(gid): list(units) for gid, units in state["unimportant"].items()}
             step, repicked, weights = int(state["step"]), bool(state["repicked"]), state["model"]
+            shrink_from = {str(k): torch.as_tensor(v) for k, v in state["shrink_from"].items()}
         except (KeyError, TypeError, ValueError, SpecError) as error:
             raise CheckpointError(f"pruner state is incomplete or corrupt: {error}") from error
         if spec != self.spec:
@@ -217,6 +250,7 @@ class AsslPruner:
             flags[units] = True
             self.unimportant[gid] = flags
         self.step_count, self._repicked = step, repicked
+        self._shrink_from = shrink_from
         self._masks_cache.clear()
         if self.masked:
             remove_channel_masks(self.model)

@@ -9,11 +9,19 @@ Phases, by global step ``t`` (every boundary is a step count):
 * ``hold``: α stays at τ until ``prune_at``.
 * ``finetune``: from ``prune_at`` the unimportant channels are masked out and the penalty is
   off; the schedule ends at ``total``.
+
+With ``shrink="schedule"`` the unimportant gates are also capped, after every step, at
+:meth:`AsslSchedule.cap` times their magnitude when the group's penalty started: one minus the
+share of the group's total penalty (Σα over its steps) spent so far, so the cap follows α's growth
+and reaches 0 at ``prune_at``.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from .spec import Spec
 
@@ -75,3 +83,27 @@ class AsslSchedule:
         if step < start or step >= self.prune_at:
             return 0.0
         return min(self.delta * ((step - start) // self.interval), self.ceiling)
+
+    def cap(self, step: int, start: int) -> float:
+        """After ``step`` steps, the fraction of its start magnitude an unimportant gate may keep
+        (group penalized from ``start``): 1 − Σα(start..step−1) / Σα(start..prune_at−1); 0 from
+        ``prune_at`` on.
+
+        >>> s = AsslSchedule.from_spec(Spec(method="assl", steps=300))
+        >>> s.cap(0, 0), 0 < s.cap(s.prune_at - 1, 0) < 0.05, s.cap(s.prune_at, 0)
+        (1.0, True, 0.0)
+        """
+        if step >= self.prune_at:
+            return 0.0
+        spent = _alpha_sums(self, start)
+        if step <= start or spent[-1] <= 0:
+            return 1.0
+        return float(1.0 - spent[step - start] / spent[-1])
+
+
+@functools.lru_cache(maxsize=16)
+def _alpha_sums(schedule: AsslSchedule, start: int) -> np.ndarray:
+    """``out[k]`` = Σα over the ``k`` steps from ``start`` (k = 0 .. prune_at − start)."""
+    steps = np.arange(start, max(start, schedule.prune_at))
+    alphas = np.minimum(schedule.delta * ((steps - start) // schedule.interval), schedule.ceiling)
+    return np.concatenate([[0.0], np.cumsum(alphas)])

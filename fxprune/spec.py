@@ -20,13 +20,14 @@ from .errors import SpecError
 
 METHODS = ("l1", "assl", "sls", "nm")
 ALIGNMENTS = ("joint", "ssa")
+SHRINKS = ("schedule", "paper")
 OVERRIDE_FIELDS = ("ratio", "round_to")
 NM_METHODS = ("sls", "nm")
 # the override settings each method reads (l1/assl: OVERRIDE_FIELDS)
 METHOD_OVERRIDE_FIELDS = {"sls": ("m",), "nm": ("m", "n")}
 HARDWARE = ("2:4",)
 # fields owned by some methods only: set away from the default on another method is an error
-_ASSL_ONLY = ("align", "reg_step", "reg_interval", "reg_ceiling", "hold_steps", "ssa_steps", "ssa_weight",
+_ASSL_ONLY = ("align", "reg_step", "reg_interval", "reg_ceiling", "hold_steps", "ssa_steps", "ssa_weight", "shrink",
               "finetune_steps")
 FIELD_OWNERS: dict[str, tuple[str, ...]] = {
     **{name: ("l1", "assl") for name in ("ratio", "round_to")},
@@ -71,6 +72,13 @@ class Spec:
         steps: if set, every phase (SSA, growth, hold, fine-tuning) is scaled so the schedule
             takes this many steps in total. For ``sls`` the total of search and fine-tuning;
             for ``nm`` the optional fine-tuning under the frozen mask.
+        shrink: ``"schedule"`` (default): besides the penalty, ``pruner.step()`` caps every
+            unimportant gate (and its bias) at a fraction of its value when its penalty started;
+            the fraction falls with the accumulated penalty factor α and reaches 0 at the prune
+            point, so masking costs nothing at any schedule length, whatever the optimizer.
+            ``"paper"``: the penalty alone (coupled L2 through the optimizer, as the official
+            code); with Adam the gates move about ``lr`` per step, so short schedules prune live
+            channels.
 
     N:M fields (``method="sls"``: learned N per layer; ``method="nm"``: one-shot magnitude N:M).
     Groups are ``m`` consecutive input channels per output filter and kernel tap; only conv /
@@ -122,6 +130,7 @@ class Spec:
     anneal_factor: float = 1.2
     anneal_threshold: float = 0.2
     search_steps: int | None = None
+    shrink: str = "schedule"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -131,6 +140,8 @@ class Spec:
         self._check_nm()
         if self.align not in ALIGNMENTS:
             raise SpecError("align", f"unknown alignment {self.align!r}; choose one of {', '.join(ALIGNMENTS)}")
+        if self.shrink not in SHRINKS:
+            raise SpecError("shrink", f"unknown gate shrink {self.shrink!r}; choose one of {', '.join(SHRINKS)}")
         for name in ("reg_step", "reg_ceiling"):
             _check_positive(name, getattr(self, name))
         _check_positive("ssa_weight", self.ssa_weight, allow_zero=True)

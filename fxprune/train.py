@@ -6,17 +6,20 @@ L1-pruned model; :func:`train_model` is also usable on its own (e.g. to train a 
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
+from .checkpoint import FORMAT as CHECKPOINT_FORMAT, StopOnSignal, TrainingInterrupted, read_checkpoint, write_checkpoint
 from .data import RestorationDataset, pairs_from
-from .errors import SpecError
+from .errors import CheckpointError, SpecError
 from .metrics import evaluate
 from .passes.insert_assl_gates import GATES
 
@@ -43,6 +46,14 @@ class TrainConfig:
         seed: seeds torch, the patch sampler and the noise, so runs repeat exactly on CPU.
         eval_every: evaluate every this many steps (0: only at the end).
         progress: show a tqdm bar with loss, α, sparsity and PSNR.
+        checkpoint_dir: a folder for ``checkpoint.pt``: the full training state (model or ASSL
+            pruner, optimizer, step, RNG states, the patch sampler's position) written atomically
+            every ``checkpoint_every`` steps and when SIGINT/SIGTERM arrives (the loop then
+            finishes its step, writes, and raises :class:`~fxprune.checkpoint.TrainingInterrupted`).
+        checkpoint_every: steps between checkpoints (0: only on SIGINT/SIGTERM).
+        resume: a folder holding ``checkpoint.pt`` from an interrupted run with the same model,
+            spec and config: training continues from it (and keeps checkpointing there unless
+            ``checkpoint_dir`` says otherwise). On CPU the result equals an uninterrupted run.
 
     >>> TrainConfig(steps=100, batch_size=4).device_obj().type in ("cpu", "cuda")
     True
@@ -63,6 +74,9 @@ class TrainConfig:
     progress: bool = True
     sigma: float | None = None
     workers: int = 0
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 0
+    resume: str | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -71,7 +85,7 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SpecError(f"train.{name}", f"must be a positive integer, got {value!r}")
-        for name in ("steps", "scale"):
+        for name in ("steps", "scale", "checkpoint_every"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise SpecError(f"train.{name}", f"must be a non-negative integer or None, got {value!r}")
@@ -81,10 +95,17 @@ class TrainConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise SpecError(f"train.{name}", f"must be a positive number, got {value!r}")
-        for name in ("data", "val_data"):
+        for name in ("data", "val_data", "resume"):
             value = getattr(self, name)
             if value is not None and not Path(value).is_dir():
                 raise SpecError(f"train.{name}", f"no folder at {value}")
+        if self.checkpoint_every and self.checkpoint_folder() is None:
+            raise SpecError("train.checkpoint_every", "needs train.checkpoint_dir (the folder to write checkpoint.pt to)")
+
+    def checkpoint_folder(self) -> Path | None:
+        """Where checkpoints go: ``checkpoint_dir``, else the ``resume`` folder, else None."""
+        folder = self.checkpoint_dir if self.checkpoint_dir is not None else self.resume
+        return None if folder is None else Path(folder)
 
     def device_obj(self) -> torch.device:
         if self.device == "auto":
@@ -136,14 +157,34 @@ def check_task(config: TrainConfig, scale: int) -> None:
                         "use 'sr' for upscaling models, 'denoise' or 'deblur' for same-size ones")
 
 
-def loader_for(config: TrainConfig, scale: int, steps: int) -> DataLoader:
+class StepBatches(Sampler[list[int]]):
+    """Batch ``s`` is ``perm[s·B:(s+1)·B]`` of one seeded permutation, from batch ``start`` on, so a
+    resumed run draws exactly the batches the interrupted one would have drawn.
+
+    >>> list(StepBatches(6, 2, seed=0, start=1)) == list(StepBatches(6, 2, seed=0))[1:]
+    True
+    """
+
+    def __init__(self, length: int, batch_size: int, seed: int, start: int = 0):
+        self.order = np.random.default_rng(seed).permutation(length)
+        self.batch_size, self.start = batch_size, start
+
+    def __len__(self) -> int:
+        return max(0, len(self.order) // self.batch_size - self.start)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for s in range(self.start, len(self.order) // self.batch_size):
+            yield self.order[s * self.batch_size:(s + 1) * self.batch_size].tolist()
+
+
+def loader_for(config: TrainConfig, scale: int, steps: int, start: int = 0) -> DataLoader:
+    """Batches for steps ``start+1 .. steps`` (every sample is a function of the seed and its index)."""
     dataset = RestorationDataset(
         config.data, task=config.task, scale=scale if config.task == "sr" else 2,
         patch_size=config.patch_size, length=max(1, steps) * config.batch_size, seed=config.seed, sigma=config.sigma,
     )
-    generator = torch.Generator().manual_seed(config.seed)
-    return DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=generator,
-                      num_workers=config.workers, drop_last=True)
+    batches = StepBatches(len(dataset), config.batch_size, config.seed, start)
+    return DataLoader(dataset, batch_sampler=batches, num_workers=config.workers)
 
 
 def validation_pairs(config: TrainConfig, scale: int) -> list | None:
@@ -163,12 +204,15 @@ def train_model(
     status: Callable[[], dict[str, Any]] | None = None,
     description: str = "train",
     param_groups: list[dict[str, Any]] | None = None,
+    state: Any | None = None,
 ) -> TrainLog:
     """Train ``model`` in place for ``steps`` Adam steps on L1 loss (+ ``extra_loss()``).
 
     ``after_step`` runs after each optimizer step (e.g. ``pruner.step``); ``status`` adds fields
     to the progress bar; ``param_groups`` replaces the default Adam groups (e.g. a method's
-    ``pruner.param_groups(lr, aux_lr)``). Evaluates every ``config.eval_every`` steps and at the end.
+    ``pruner.param_groups(lr, aux_lr)``). Evaluates every ``config.eval_every`` steps and at the end. ``state`` is
+    what a checkpoint saves and restores besides the optimizer (anything with ``state_dict`` /
+    ``load_state_dict`` that holds the model, e.g. the ASSL pruner; default: ``model``).
     """
     check_task(config, scale)
     device = config.device_obj()
@@ -178,30 +222,106 @@ def train_model(
     optimizer = torch.optim.Adam(groups, lr=config.lr)
     pairs = validation_pairs(config, scale)
     log = TrainLog()
-    bar = tqdm(total=steps, desc=description, disable=not config.progress, dynamic_ncols=True)
-    batches = iter(loader_for(config, scale, steps))
-    for step in range(1, steps + 1):
-        lr_batch, hr_batch = (t.to(device) for t in next(batches))
-        loss = (model(lr_batch) - hr_batch).abs().mean()
-        total = loss + extra_loss() if extra_loss is not None else loss
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        if after_step is not None:
-            after_step()
-        fields = {"loss": f"{loss.item():.4f}", **(status() if status else {})}
-        if step % max(1, steps // 200) == 0 or step == steps:
-            log.steps.append(step)
-            log.loss.append(float(loss.item()))
-            log.alpha.append(float(fields.get("α", 0.0) or 0.0))
-        if pairs is not None and ((config.eval_every and step % config.eval_every == 0) or step == steps):
-            scores = evaluate(model, pairs, shave=scale if config.task == "sr" else 0, device=device)
-            log.evals.append((step, scores))
-            fields["psnr"] = f"{scores['psnr']:.2f}"
-            model.train()
-        bar.set_postfix(fields, refresh=False)
-        bar.update(1)
+    holder = model if state is None else state
+    start = 0 if config.resume is None else _restore(config, holder, optimizer, log, steps, description)
+    folder = config.checkpoint_folder()
+    bar = tqdm(total=steps, initial=start, desc=description, disable=not config.progress, dynamic_ncols=True)
+    batches = iter(loader_for(config, scale, steps, start))
+    with StopOnSignal() if folder is not None else _NoSignals() as stop:
+        for step in range(start + 1, steps + 1):
+            _one_step(model, optimizer, next(batches), device, config, scale, step, steps, extra_loss, after_step,
+                      status, pairs, log, bar)
+            if folder is not None and ((config.checkpoint_every and step % config.checkpoint_every == 0)
+                                       or stop.received or step == steps):
+                path = write_checkpoint(folder, _payload(holder, optimizer, log, step, steps, description, config))
+                if stop.received:
+                    bar.close()
+                    raise TrainingInterrupted(stop.received, step, steps, path)
     bar.close()
     if math.isnan(log.loss[-1] if log.loss else 0.0):
         raise FloatingPointError("training diverged (loss is NaN); lower TrainConfig.lr")
     return log
+
+
+class _NoSignals:
+    received = None
+
+    def __enter__(self) -> "_NoSignals":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _one_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Any, device: torch.device,
+              config: TrainConfig, scale: int, step: int, steps: int, extra_loss: Callable[[], torch.Tensor] | None,
+              after_step: Callable[[], None] | None, status: Callable[[], dict[str, Any]] | None,
+              pairs: list | None, log: TrainLog, bar: Any) -> None:
+    """Forward, L1 loss, backward, Adam, the hook, logging and evaluation of one step."""
+    lr_batch, hr_batch = (t.to(device) for t in batch)
+    loss = (model(lr_batch) - hr_batch).abs().mean()
+    total = loss + extra_loss() if extra_loss is not None else loss
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    if after_step is not None:
+        after_step()
+    fields = {"loss": f"{loss.item():.4f}", **(status() if status else {})}
+    if step % max(1, steps // 200) == 0 or step == steps:
+        log.steps.append(step)
+        log.loss.append(float(loss.item()))
+        log.alpha.append(float(fields.get("α", 0.0) or 0.0))
+    if pairs is not None and ((config.eval_every and step % config.eval_every == 0) or step == steps):
+        scores = evaluate(model, pairs, shave=scale if config.task == "sr" else 0, device=device)
+        log.evals.append((step, scores))
+        fields["psnr"] = f"{scores['psnr']:.2f}"
+        model.train()
+    bar.set_postfix(fields, refresh=False)
+    bar.update(1)
+
+
+def _rng_states() -> dict[str, Any]:
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _payload(holder: Any, optimizer: torch.optim.Optimizer, log: TrainLog, step: int, steps: int,
+             description: str, config: TrainConfig) -> dict[str, Any]:
+    return {"format": CHECKPOINT_FORMAT, "version": 1, "description": description, "steps": steps, "step": step,
+            "state": holder.state_dict(), "optimizer": optimizer.state_dict(), "rng": _rng_states(),
+            "sampler": {"seed": config.seed, "batch_size": config.batch_size, "next_batch": step},
+            "log": log.as_dict()}
+
+
+def _restore(config: TrainConfig, holder: Any, optimizer: torch.optim.Optimizer, log: TrainLog, steps: int,
+             description: str) -> int:
+    """Load ``config.resume``'s checkpoint into ``holder``, the optimizer, the RNGs and ``log``; returns its step."""
+    payload = read_checkpoint(config.resume)
+    path = Path(config.resume) / "checkpoint.pt"
+    if payload.get("format") != CHECKPOINT_FORMAT or payload.get("version") != 1:
+        raise CheckpointError(f"{path} is not an fxprune training checkpoint (format {payload.get('format')!r})")
+    try:
+        mine = (description, steps, config.seed, config.batch_size)
+        theirs = (payload["description"], payload["steps"], payload["sampler"]["seed"], payload["sampler"]["batch_size"])
+        if mine != theirs:
+            raise CheckpointError(f"{path} was written by another run ({theirs[0]!r}, {theirs[1]} steps, seed "
+                                  f"{theirs[2]}, batch {theirs[3]}); this run is {mine[0]!r}, {mine[1]} steps, seed "
+                                  f"{mine[2]}, batch {mine[3]}")
+        holder.load_state_dict(payload["state"])
+        optimizer.load_state_dict(payload["optimizer"])
+        rng = payload["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        saved = payload["log"]
+        log.steps[:], log.loss[:], log.alpha[:] = saved["steps"], saved["loss"], saved["alpha"]
+        log.evals[:] = [(e.pop("step"), e) for e in (dict(e) for e in saved["evals"])]
+        return int(payload["step"])
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path} is incomplete or does not fit this model ({type(error).__name__}: {error})") from error

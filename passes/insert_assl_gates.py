@@ -96,12 +96,13 @@ class InsertAsslGates(PassBase):
             if node is None:  # a weight that is not read directly (e.g. through a lifted constant) stays ungated
                 continue
             path = gate_path(param)
+            bias = _bias_of(node)  # before the rewiring below: afterwards the conv reads the gate, not the weight
             gm.add_submodule(path, WeightNormGate(gm.get_parameter(param), dim))
             with gm.graph.inserting_after(node):
                 gated = gm.graph.call_module(path, (node,))
             node.replace_all_uses_with(gated, delete_user_cb=lambda user: user is not gated)
             gated.meta = dict(node.meta)
-            self.sites.append(GateSite(param, dim, path, _bias_of(node)))
+            self.sites.append(GateSite(param, dim, path, bias))
         return PassResult(gm, bool(self.sites), {"gates": len(self.sites)})
 
     def ensures(self, gm: fx.GraphModule) -> None:

@@ -96,7 +96,7 @@ def test_gate_lr_moves_the_gates_further_than_lr():
     for gate_lr in (1e-4, 5e-2):
         torch.manual_seed(0)
         pruner = fxprune.prepare(build("edsr", blocks=1, channels=16),
-                                 fxprune.Spec(method="assl", ratio=0.5, round_to=8, steps=12), (x,))
+                                 fxprune.Spec(method="assl", ratio=0.5, round_to=8, steps=12, shrink="paper"), (x,))
         optimizer = torch.optim.Adam(pruner.param_groups(lr=1e-4, gate_lr=gate_lr))
         while pruner.phase in ("grow", "hold"):
             ((pruner.model(x) - target).abs().mean() + pruner.penalty()).backward()
