@@ -1,0 +1,519 @@
+"""Pruning to a measured ONNX Runtime latency budget (``Spec(latency=f)``).
+
+The latency of a keep plan is predicted without slicing, the way :class:`~fxprune.budget.MacModel`
+prices MACs: every 2-D convolution of the captured graph gets an op signature (in/out channels,
+kernel, stride, padding, dilation, groups, input H×W, threads); its time at those channel counts
+comes from a table of single-conv ONNX models timed in ONNX Runtime (built with the ``onnx``
+helper API, cached on disk per machine). Everything that is not a conv (the input/output copies,
+pixel shuffle, elementwise ops, norms) is the *remainder*: the dense model's measured latency
+minus the dense convs' table times. It is held constant, so predictions err on the slow side
+(elementwise ops on pruned channels do shrink) and the measured latency lands at or under the
+target.
+
+The table is filled lazily: a conv's channel counts are snapped to a grid of at most
+:data:`GRID` levels per dimension and the time bilinearly interpolated between the measured
+neighbours; with ``round_to`` steps on the grid (EDSR: 64 channels, round_to 16) every lookup is a
+measured point.
+"""
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+import torch.fx as fx
+
+from .budget import _ShapeRecorder
+from .errors import SpecError
+from .graph import ChannelGraph
+from .passes.slice_channels import kept_indices
+from .selection import group_settings, kept_count, l1_scores, plan_keep
+from .spec import Spec
+from .trace import as_inputs
+
+CACHE_ENV = "FXPRUNE_LATENCY_CACHE"
+THREADS_ENV = "FXPRUNE_LATENCY_THREADS"
+GRID = 8  # measured channel levels per conv dimension (more: interpolation on the grid between)
+_CONV_OPS = {"conv2d", "convolution", "_convolution"}
+
+
+# ---------------------------------------------------------------------------- machine and threads
+def default_threads() -> int:
+    """Intra-op threads the latency is measured with: ``$FXPRUNE_LATENCY_THREADS`` or one per CPU.
+
+    ONNX Runtime's default session (``fxprune run`` without ``--threads``) uses one thread per core,
+    so the budget is measured the way the model is run unless the user says otherwise.
+    """
+    value = os.environ.get(THREADS_ENV)
+    if value is None:
+        return os.cpu_count() or 1
+    if not value.isdigit() or int(value) < 1:
+        raise SpecError("latency", f"${THREADS_ENV} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def machine_fingerprint() -> str:
+    """CPU model, core count, machine type and ONNX Runtime version: table times hold for these only."""
+    import onnxruntime as ort
+
+    model = platform.processor() or "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}|{os.cpu_count()} cpus|{platform.machine()}|onnxruntime {ort.__version__}"
+
+
+def cache_dir() -> Path:
+    """``$FXPRUNE_LATENCY_CACHE`` or ``~/.cache/fxprune/latency``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "fxprune" / "latency")
+
+
+# ---------------------------------------------------------------------------- one conv in ORT
+@dataclass(frozen=True)
+class ConvSig:
+    """Everything a single conv's ORT time depends on (batch included)."""
+
+    in_channels: int
+    out_channels: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    batch: int
+    height: int
+    width: int
+    threads: int
+
+    def key(self) -> str:
+        """A stable text key, e.g. ``conv 64>64 k3x3 s1x1 p1x1 d1x1 g1 1x3@32x32 t2``."""
+        k, s, p, d = ("x".join(map(str, v)) for v in (self.kernel, self.stride, self.padding, self.dilation))
+        return (f"conv {self.in_channels}>{self.out_channels} k{k} s{s} p{p} d{d} g{self.groups} "
+                f"b{self.batch}@{self.height}x{self.width} t{self.threads}")
+
+
+def conv_onnx(sig: ConvSig) -> bytes:
+    """A one-node ONNX model (input → Conv with random weight and bias → output) for ``sig``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((sig.out_channels, sig.in_channels // sig.groups, *sig.kernel)).astype(np.float32)
+    bias = rng.standard_normal(sig.out_channels).astype(np.float32)
+    node = helper.make_node("Conv", ["input", "weight", "bias"], ["output"], kernel_shape=list(sig.kernel),
+                            strides=list(sig.stride), dilations=list(sig.dilation), group=sig.groups,
+                            pads=[sig.padding[0], sig.padding[1], sig.padding[0], sig.padding[1]])
+    graph = helper.make_graph(
+        [node], "conv",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [sig.batch, sig.in_channels, sig.height, sig.width])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(bias, "bias")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return onnx._serialize(model) if hasattr(onnx, "_serialize") else model.SerializeToString()
+
+
+def _session(model: bytes | str, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle workers would steal a core
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def time_session(session: Any, feed: Mapping[str, np.ndarray], min_runs: int = 3, max_runs: int = 30,
+                 min_seconds: float = 0.05) -> float:
+    """Fastest of repeated runs in ms (after one warm-up run); the minimum is the least disturbed
+    by other processes on a shared machine, and the table and whole-model figures use it alike."""
+    session.run(None, feed)
+    best, runs, start = math.inf, 0, time.perf_counter()
+    while runs < min_runs or (runs < max_runs and time.perf_counter() - start < min_seconds):
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        best = min(best, (time.perf_counter() - t0) * 1000)
+        runs += 1
+    return best
+
+
+def time_conv(sig: ConvSig) -> float:
+    """ORT time of one conv in ms (see :func:`time_session`)."""
+    feed = {"input": np.random.default_rng(1).standard_normal(
+        (sig.batch, sig.in_channels, sig.height, sig.width)).astype(np.float32)}
+    return time_session(_session(conv_onnx(sig), sig.threads), feed)
+
+
+class LatencyTable:
+    """Conv times by signature, persisted as JSON per machine fingerprint.
+
+    >>> import tempfile
+    >>> table = LatencyTable(tempfile.mkdtemp())
+    >>> sig = ConvSig(4, 4, (3, 3), (1, 1), (1, 1), (1, 1), 1, 1, 8, 8, 1)
+    >>> ms = table.time(sig); table.save(); table.measured
+    1
+    >>> again = LatencyTable(table.path.parent); again.time(sig) == ms, again.measured
+    (True, 0)
+    """
+
+    def __init__(self, folder: str | os.PathLike | None = None, fingerprint: str | None = None,
+                 timer: Callable[[ConvSig], float] = time_conv):
+        self.fingerprint = fingerprint or machine_fingerprint()
+        digest = hashlib.sha256(self.fingerprint.encode()).hexdigest()[:16]
+        self.path = Path(folder if folder is not None else cache_dir()) / f"{digest}.json"
+        self.timer = timer
+        self.entries: dict[str, float] = {}
+        self.measured = 0  # signatures timed by this instance (not found in the cache)
+        self.seconds = 0.0  # time spent timing them
+        if self.path.is_file():
+            try:
+                data = json.loads(self.path.read_text())
+                if data.get("fingerprint") == self.fingerprint:
+                    self.entries = {str(k): float(v) for k, v in data.get("entries", {}).items()}
+            except (OSError, ValueError, AttributeError):
+                self.entries = {}  # a corrupt cache is rebuilt, never trusted
+
+    def time(self, sig: ConvSig) -> float:
+        key = sig.key()
+        if key not in self.entries:
+            start = time.perf_counter()
+            self.entries[key] = float(self.timer(sig))
+            self.seconds += time.perf_counter() - start
+            self.measured += 1
+        return self.entries[key]
+
+    def save(self) -> None:
+        """Write the table atomically (a concurrent reader never sees half a file)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+        with os.fdopen(handle, "w") as stream:
+            json.dump({"fingerprint": self.fingerprint, "entries": self.entries}, stream, indent=0, sort_keys=True)
+        os.replace(temporary, self.path)
+
+
+# ---------------------------------------------------------------------------- whole models
+def measure_latency(model: torch.nn.Module, example_inputs: Any, threads: int | None = None) -> float:
+    """ORT latency in ms of ``model`` exported at the example's size (see :func:`time_session`).
+
+    Exported with :func:`fxprune.export_onnx` (static shape, no parity check: timing only).
+    """
+    from .passes.export_onnx import export_onnx
+
+    inputs = tuple(t.detach().cpu() for t in as_inputs(example_inputs) if isinstance(t, torch.Tensor))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            export_onnx(model, path, inputs, dynamic_hw=False, check=False)
+        session = _session(str(path), threads or default_threads())
+        names = [i.name for i in session.get_inputs()]
+        feed = {name: t.numpy() for name, t in zip(names, inputs)}
+        return time_session(session, feed, min_runs=5, max_runs=50, min_seconds=0.5)
+
+
+# ---------------------------------------------------------------------------- the model of a plan
+def _pair(value: Any) -> tuple[int, int]:
+    return (int(value[0]), int(value[-1])) if isinstance(value, (list, tuple)) else (int(value), int(value))
+
+
+@dataclass
+class _Conv:
+    node: str
+    source: str  # the input node
+    in_channels: int
+    out_channels: int
+    groups: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    batch: int
+    height: int
+    width: int
+    # per group id: channels removed from (input, output) per unit the group drops
+    per_unit: dict[int, tuple[float, float]] = field(default_factory=dict)
+
+
+def _conv_of(node: fx.Node, shapes: Mapping[str, Any]) -> _Conv | None:
+    """The conv's static description, or None when it is not a plain 2-D convolution."""
+    name = getattr(getattr(node.target, "_overloadpacket", None), "__name__", None)
+    if node.op != "call_function" or name not in _CONV_OPS:
+        return None
+    args = list(node.args) + [None] * 9
+    source, weight = args[0], args[1]
+    if not isinstance(source, fx.Node) or not isinstance(weight, fx.Node) or source.name not in shapes:
+        return None
+    if name == "conv2d":
+        stride, padding, dilation, groups = (node.kwargs.get(k, args[i]) for i, k in
+                                             ((3, "stride"), (4, "padding"), (5, "dilation"), (6, "groups")))
+    else:
+        if args[6]:
+            return None  # transposed: left in the remainder
+        stride, padding, dilation, groups = args[3], args[4], args[5], args[8]
+    shape, out = shapes[source.name], shapes.get(node.name)
+    if not isinstance(shape, tuple) or len(shape) != 4 or not isinstance(out, tuple) or len(out) != 4:
+        return None
+    w = shapes.get(weight.name)
+    if w is None:
+        return None
+    kernel = _pair(w[2:])
+    dilation = _pair(dilation if dilation is not None else 1)
+    if isinstance(padding, str):
+        padding = (0, 0) if padding == "valid" else tuple(d * (k - 1) // 2 for d, k in zip(dilation, kernel))
+    return _Conv(node.name, source.name, shape[1], out[1], int(groups or 1), kernel, _pair(stride or 1),
+                 _pair(padding if padding is not None else 0), dilation, shape[0], shape[2], shape[3])
+
+
+def _levels(dense: int) -> list[int]:
+    """The measured channel counts of a dimension of ``dense`` channels (at most ``GRID`` levels)."""
+    if dense <= GRID:
+        return list(range(1, dense + 1))
+    return sorted({max(1, round(dense * i / GRID)) for i in range(1, GRID + 1)})
+
+
+def _bracket(levels: list[int], value: float) -> tuple[int, int, float]:
+    """Neighbouring levels of ``value`` and its weight on the upper one."""
+    value = min(max(value, levels[0]), levels[-1])
+    i = bisect.bisect_left(levels, value)
+    if levels[i] == value or i == 0:
+        return levels[i], levels[i], 0.0
+    low, high = levels[i - 1], levels[i]
+    return low, high, (value - low) / (high - low)
+
+
+class LatencyModel:
+    """Predicted ORT latency of any keep plan of ``graph``: measured dense latency minus the table
+    time the convs save.
+
+    ``dense_ms`` is measured once (export + ORT); ``conv_ms`` is the table's time of the dense
+    convs and ``remainder_ms = dense_ms - conv_ms`` what the table does not cover.
+    """
+
+    def __init__(self, graph: ChannelGraph, example_inputs: Any, threads: int | None = None,
+                 table: LatencyTable | None = None, dense_ms: float | None = None):
+        self.graph = graph
+        self.threads = threads or default_threads()
+        self.table = table if table is not None else LatencyTable()
+        recorder = _ShapeRecorder(graph.gm)
+        inputs = [t.detach().clone() if isinstance(t, torch.Tensor) else t for t in as_inputs(example_inputs)]
+        saved = [(b, b.detach().clone()) for b in graph.gm.buffers()]
+        try:
+            with torch.no_grad():
+                recorder.run(*inputs)
+        finally:
+            with torch.no_grad():
+                for buffer, value in saved:
+                    buffer.copy_(value)
+        shapes = {name: s for name, s in recorder.shapes.items() if name not in recorder.multi}
+        self.convs = [c for c in (_conv_of(n, shapes) for n in graph.gm.graph.nodes) if c is not None]
+        self._probe()
+        start = time.perf_counter()
+        self.conv_ms = self._convs_ms({c.node: (c.in_channels, c.out_channels) for c in self.convs})
+        self.dense_ms = dense_ms if dense_ms is not None else measure_latency(graph.gm, example_inputs, self.threads)
+        self.remainder_ms = self.dense_ms - self.conv_ms
+        self.table.save()
+        self.build_seconds = time.perf_counter() - start
+
+    def _probe(self) -> None:
+        """Channels each conv loses per unit each group drops (from one plan dropping half a group)."""
+        for group in self.graph.groups:
+            if group.prunable == 0:
+                continue
+            prunable = np.flatnonzero(self.graph.prunable_units(group))
+            dropped = prunable[: max(1, len(prunable) // 2)]
+            units = np.ones(group.channels, bool)
+            units[dropped] = False
+            kept = kept_indices(self.graph, {group.id: units})
+            for conv in self.convs:
+                lost_in = conv.in_channels - len(kept.get((conv.source, 0, 1), range(conv.in_channels)))
+                lost_out = conv.out_channels - len(kept.get((conv.node, 0, 1), range(conv.out_channels)))
+                if lost_in or lost_out:
+                    conv.per_unit[group.id] = (lost_in / len(dropped), lost_out / len(dropped))
+
+    def _sig(self, conv: _Conv, cin: int, cout: int) -> ConvSig:
+        depthwise = conv.groups == conv.in_channels and conv.groups > 1
+        groups = cin if depthwise else conv.groups
+        return ConvSig(cin, cout, conv.kernel, conv.stride, conv.padding, conv.dilation, groups,
+                       conv.batch, conv.height, conv.width, self.threads)
+
+    def _conv_ms(self, conv: _Conv, cin: float, cout: float) -> float:
+        """Table time at (possibly off-grid) channel counts, interpolated between grid points."""
+        depthwise = conv.groups == conv.in_channels and conv.groups > 1
+        if depthwise:  # in = out = groups move together: one dimension
+            low, high, w = _bracket(_levels(conv.in_channels), cin)
+            return (1 - w) * self.table.time(self._sig(conv, low, low)) + w * self.table.time(self._sig(conv, high, high))
+        if conv.groups > 1:  # grouped: counts stay multiples of the group count; measure exactly
+            return self.table.time(self._sig(conv, int(round(cin)), int(round(cout))))
+        in_low, in_high, wi = _bracket(_levels(conv.in_channels), cin)
+        out_low, out_high, wo = _bracket(_levels(conv.out_channels), cout)
+        total = 0.0
+        for ci, a in ((in_low, 1 - wi), (in_high, wi)):
+            for co, b in ((out_low, 1 - wo), (out_high, wo)):
+                if a * b > 0 or (a == 1 and b == 1):
+                    total += a * b * self.table.time(self._sig(conv, ci, co))
+        return total
+
+    def _convs_ms(self, sizes: Mapping[str, tuple[float, float]]) -> float:
+        return sum(self._conv_ms(c, *sizes[c.node]) for c in self.convs)
+
+    def predict_counts(self, counts: Mapping[int, int]) -> float:
+        """Predicted ms when group ``gid`` keeps ``counts[gid]`` units (the others keep all)."""
+        sizes = {}
+        for conv in self.convs:
+            cin, cout = float(conv.in_channels), float(conv.out_channels)
+            for gid, (per_in, per_out) in conv.per_unit.items():
+                if gid in counts:
+                    dropped = self.graph.groups[gid].channels - counts[gid]
+                    cin, cout = cin - per_in * dropped, cout - per_out * dropped
+            sizes[conv.node] = (max(cin, 1.0), max(cout, 1.0))
+        return self.remainder_ms + self._convs_ms(sizes)
+
+    def predict(self, keep: Mapping[int, np.ndarray]) -> float:
+        """Predicted ms of the model sliced by ``keep`` (exact channel counts of every conv)."""
+        kept = kept_indices(self.graph, keep)
+        sizes = {c.node: (len(kept.get((c.source, 0, 1), range(c.in_channels))),
+                          len(kept.get((c.node, 0, 1), range(c.out_channels)))) for c in self.convs}
+        return self.remainder_ms + self._convs_ms(sizes)
+
+
+# ---------------------------------------------------------------------------- the choice
+def choose_counts(
+    candidates: Mapping[int, list[int]],
+    loss: Callable[[int, int], float],
+    latency: Callable[[Mapping[int, int]], float],
+    target: float,
+) -> dict[int, int]:
+    """Kept count per group meeting ``latency(counts) <= target``, greedily.
+
+    ``candidates[g]`` lists the counts group ``g`` may keep, largest (dense) first; ``loss(g, c)``
+    is the importance lost when ``g`` keeps ``c``. Each step moves the group whose next step
+    loses the least importance per ms saved; steps that save nothing are taken last (they may
+    enable later savings, e.g. a conv shared by two groups). Raises :class:`SpecError` when even
+    the smallest counts miss the target.
+
+    >>> times = {0: {4: 3.0, 2: 1.0}, 1: {4: 2.0, 2: 1.5}}
+    >>> choose_counts({0: [4, 2], 1: [4, 2]}, lambda g, c: 4 - c, lambda k: sum(times[g][k[g]] for g in k), 3.6)
+    {0: 2, 1: 4}
+    """
+    counts = {g: options[0] for g, options in candidates.items()}
+    step = {g: 0 for g in candidates}
+    current = latency(counts)
+    while current > target:
+        best: tuple[float, float, int] | None = None
+        for g, options in candidates.items():
+            if step[g] + 1 >= len(options):
+                continue
+            trial = {**counts, g: options[step[g] + 1]}
+            saved = current - latency(trial)
+            lost = loss(g, options[step[g] + 1]) - loss(g, counts[g])
+            rank = (0.0, lost / saved) if saved > 1e-9 else (1.0, lost)
+            if best is None or rank < best[:2]:
+                best = (*rank, g)
+        if best is None:
+            raise SpecError("latency", f"the target of {target:.3f} ms cannot be met: with every group at its "
+                            f"smallest count the predicted latency is {current:.3f} ms")
+        g = best[2]
+        step[g] += 1
+        counts[g] = candidates[g][step[g]]
+        current = latency(counts)
+    return counts
+
+
+@dataclass
+class LatencyPlan:
+    """The outcome of :func:`plan_for_latency` (stored in the result's ``meta['fxprune']['latency']``)."""
+
+    keep: dict[int, np.ndarray]
+    counts: dict[int, int]
+    target: float  # fraction of the dense latency
+    dense_ms: float
+    predicted_ms: float
+    table_seconds: float  # spent timing convs not found in the cache
+    threads: int
+    measured_signatures: int
+
+    def summary(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("keep")
+        data["counts"] = {int(k): int(v) for k, v in self.counts.items()}
+        return data
+
+
+def _candidates(graph: ChannelGraph, spec: Spec) -> tuple[dict[int, list[int]], dict[int, int]]:
+    """Counts each group may keep (dense first), and the fixed counts of groups with a ratio override."""
+    free: dict[int, list[int]] = {}
+    fixed: dict[int, int] = {}
+    for group in graph.groups:
+        if group.prunable == 0:
+            continue
+        settings = group_settings(graph, spec, group)
+        if settings is None:
+            continue
+        override, round_to = settings
+        if override is not None:
+            fixed[group.id] = kept_count(group.channels, group.prunable, override, round_to)
+            continue
+        options = {kept_count(group.channels, group.prunable, j / group.prunable, round_to)
+                   for j in range(group.prunable)}
+        if len(options) > 1:
+            free[group.id] = sorted(options, reverse=True)
+    return free, fixed
+
+
+def plan_for_latency(graph: ChannelGraph, spec: Spec, example_inputs: Any, *, threads: int | None = None,
+                     table: LatencyTable | None = None, model: LatencyModel | None = None) -> LatencyPlan:
+    """Per-group kept counts (``round_to`` steps) predicted to keep at most ``spec.latency`` of the
+    dense model's measured ORT latency, losing the least L1 importance per ms saved.
+
+    Each group's scores are divided by their mean over its prunable units: raw L1 norms are not
+    comparable across layers of different fan-in.
+    """
+    if spec.latency is None:
+        raise SpecError("latency", "plan_for_latency needs Spec(latency=...)")
+    model = model or LatencyModel(graph, example_inputs, threads, table)
+    free, fixed = _candidates(graph, spec)
+    lost_prefix: dict[int, np.ndarray] = {}
+    for gid in free:
+        group = graph.groups[gid]
+        scores = l1_scores(graph, group)[graph.prunable_units(group)]
+        scores = np.sort(scores / (scores.mean() or 1.0))
+        lost_prefix[gid] = np.concatenate([[0.0], np.cumsum(scores)])
+
+    def loss(gid: int, count: int) -> float:
+        return float(lost_prefix[gid][graph.groups[gid].channels - count])
+
+    def latency(counts: Mapping[int, int]) -> float:
+        return model.predict_counts({**fixed, **counts})
+
+    target_ms = spec.latency * model.dense_ms
+    goal = target_ms
+    for _ in range(4):  # the per-unit probe is linear; the exact plan may differ by a unit per concat member
+        counts = {**fixed, **choose_counts(free, loss, latency, goal)}
+        keep = plan_keep(graph, spec, counts=counts)
+        predicted = model.predict(keep)
+        if predicted <= target_ms + 1e-9:
+            break
+        goal -= predicted - target_ms
+    else:
+        raise SpecError("latency", f"cannot reach {spec.latency:.3f} of the latency: the best plan found is "
+                        f"predicted at {predicted / model.dense_ms:.3f}")
+    model.table.save()
+    return LatencyPlan(keep, counts, spec.latency, model.dense_ms, predicted, model.table.seconds,
+                       model.threads, model.table.measured)
