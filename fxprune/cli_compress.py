@@ -31,7 +31,7 @@ from .spec import Spec, read_spec_file
 from .train import TrainConfig, train_model
 from .viz import visualize
 
-SPEC_OVERRIDES = ("method", "ratio", "macs", "round_to", "steps")
+SPEC_OVERRIDES = ("method", "ratio", "macs", "latency", "round_to", "steps")
 
 
 def load_spec(path: str | None, args: argparse.Namespace) -> tuple[Spec, dict[str, Any]]:
@@ -106,6 +106,10 @@ def finish(
     notes = [f"ONNX Runtime parity (max error vs PyTorch): dense {dense_report.max_abs_error:.1e}, "
              f"compressed {small_report.max_abs_error:.1e}",
              f"latency: median of {repeats} interleaved ONNX Runtime runs on a {tuple(x.shape)} input"]
+    budget = small.meta.get("fxprune", {}).get("latency")
+    if budget:
+        notes.append(f"latency budget {budget['target']:g}: predicted {budget['predicted_ms'] / budget['dense_ms']:.3f} "
+                     f"of the dense latency ({budget['threads']} threads), measured {small_ms / dense_ms:.3f} above")
     if pairs:
         notes.append(f"PSNR/SSIM: Y channel, {shave} px shaved, mean over {len(pairs)} held-out whole images")
         if shave > 1:
@@ -192,6 +196,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--method", choices=("l1", "assl"), help="overrides the spec's method")
     p.add_argument("--ratio", type=float, help="overrides the spec's ratio")
     p.add_argument("--macs", type=float, help="overrides the spec's MAC budget")
+    p.add_argument("--latency", type=float, help="keep at most this fraction of the dense model's ONNX Runtime latency "
+                   "measured here at --input-size (threads: $FXPRUNE_LATENCY_THREADS, default one per CPU)")
     p.add_argument("--round-to", type=int, dest="round_to", help="overrides the spec's round_to")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     _training_flags(p)
