@@ -299,15 +299,19 @@ def _bracket(levels: list[int], value: float) -> tuple[int, int, float]:
 
 
 class LatencyModel:
-    """Predicted ORT latency of any keep plan of ``graph``: measured dense latency minus the table
-    time the convs save.
+    """Predicted ORT latency of any keep plan of ``graph``: the convs' table times plus the remainder.
 
     ``dense_ms`` is measured once (export + ORT); ``conv_ms`` is the table's time of the dense
-    convs and ``remainder_ms = dense_ms - conv_ms`` what the table does not cover.
+    convs and ``remainder_ms = dense_ms - conv_ms`` what the table does not cover. With
+    ``calibrate`` one more plan (half of every group's prunable units dropped) is sliced and
+    measured, and the remainder is split into a fixed part and a part proportional to the element
+    count of the non-conv ops (elementwise, norms, activations, resampling shrink with the
+    channels; session overhead and the input/output do not). Without it the remainder is held
+    constant, which over-predicts pruned plans.
     """
 
     def __init__(self, graph: ChannelGraph, example_inputs: Any, threads: int | None = None,
-                 table: LatencyTable | None = None, dense_ms: float | None = None):
+                 table: LatencyTable | None = None, dense_ms: float | None = None, calibrate: bool = True):
         self.graph = graph
         self.threads = threads or default_threads()
         self.table = table if table is not None else LatencyTable()
@@ -323,16 +327,52 @@ class LatencyModel:
                     buffer.copy_(value)
         shapes = {name: s for name, s in recorder.shapes.items() if name not in recorder.multi}
         self.convs = [c for c in (_conv_of(n, shapes) for n in graph.gm.graph.nodes) if c is not None]
+        conv_names = {c.node for c in self.convs}
+        self._others = {n.name: shapes[n.name] for n in graph.gm.graph.nodes
+                        if n.op == "call_function" and n.name in shapes and n.name not in conv_names}
+        self.dense_elements = float(sum(math.prod(s) for s in self._others.values()))
+        self._elements_per_unit: dict[int, float] = {}
         self._probe()
         start = time.perf_counter()
         self.conv_ms = self._convs_ms({c.node: (c.in_channels, c.out_channels) for c in self.convs})
         self.dense_ms = dense_ms if dense_ms is not None else measure_latency(graph.gm, example_inputs, self.threads)
         self.remainder_ms = self.dense_ms - self.conv_ms
+        self.fixed_ms, self.scaling_ms = self.remainder_ms, 0.0
+        if calibrate and dense_ms is None:
+            self._calibrate(example_inputs)
         self.table.save()
         self.build_seconds = time.perf_counter() - start
 
+    def _calibrate(self, example_inputs: Any) -> None:
+        """Split the remainder by measuring the plan that drops half of every group's prunable units."""
+        from .passes.slice_channels import slice_channels
+
+        keep = {}
+        for group in self.graph.groups:
+            prunable = np.flatnonzero(self.graph.prunable_units(group))
+            if len(prunable) >= 2:
+                keep[group.id] = np.ones(group.channels, bool)
+                keep[group.id][prunable[: len(prunable) // 2]] = False
+        fraction = self._elements(keep) / self.dense_elements if self.dense_elements else 1.0
+        if not keep or fraction >= 0.99:
+            return
+        measured = measure_latency(slice_channels(self.graph, keep), example_inputs, self.threads)
+        remainder = measured - self._convs_ms(self._exact_sizes(kept_indices(self.graph, keep)))
+        scaling = (self.remainder_ms - remainder) / (1 - fraction)
+        self.scaling_ms = min(max(scaling, 0.0), max(self.remainder_ms, 0.0))  # noise must not flip its sign
+        self.fixed_ms = self.remainder_ms - self.scaling_ms
+
+    def _elements(self, keep: Mapping[int, np.ndarray]) -> float:
+        kept = kept_indices(self.graph, keep)
+        return float(sum(math.prod(len(kept[(name, 0, d)]) if (name, 0, d) in kept else size
+                                   for d, size in enumerate(shape)) for name, shape in self._others.items()))
+
+    def _remainder(self, elements: float) -> float:
+        return self.fixed_ms + (self.scaling_ms * elements / self.dense_elements if self.dense_elements else 0.0)
+
     def _probe(self) -> None:
-        """Channels each conv loses per unit each group drops (from one plan dropping half a group)."""
+        """Channels each conv, and elements the other ops, lose per unit each group drops (from one
+        plan dropping half a group; exact when a tensor's size is linear in the kept units)."""
         for group in self.graph.groups:
             if group.prunable == 0:
                 continue
@@ -341,6 +381,7 @@ class LatencyModel:
             units = np.ones(group.channels, bool)
             units[dropped] = False
             kept = kept_indices(self.graph, {group.id: units})
+            self._elements_per_unit[group.id] = (self.dense_elements - self._elements({group.id: units})) / len(dropped)
             for conv in self.convs:
                 lost_in = conv.in_channels - len(kept.get((conv.source, 0, 1), range(conv.in_channels)))
                 lost_out = conv.out_channels - len(kept.get((conv.node, 0, 1), range(conv.out_channels)))
@@ -383,14 +424,17 @@ class LatencyModel:
                     dropped = self.graph.groups[gid].channels - counts[gid]
                     cin, cout = cin - per_in * dropped, cout - per_out * dropped
             sizes[conv.node] = (max(cin, 1.0), max(cout, 1.0))
-        return self.remainder_ms + self._convs_ms(sizes)
+        elements = self.dense_elements - sum(self._elements_per_unit.get(gid, 0.0) * (self.graph.groups[gid].channels - c)
+                                             for gid, c in counts.items())
+        return self._remainder(elements) + self._convs_ms(sizes)
 
     def predict(self, keep: Mapping[int, np.ndarray]) -> float:
         """Predicted ms of the model sliced by ``keep`` (exact channel counts of every conv)."""
-        kept = kept_indices(self.graph, keep)
-        sizes = {c.node: (len(kept.get((c.source, 0, 1), range(c.in_channels))),
-                          len(kept.get((c.node, 0, 1), range(c.out_channels)))) for c in self.convs}
-        return self.remainder_ms + self._convs_ms(sizes)
+        return self._remainder(self._elements(keep)) + self._convs_ms(self._exact_sizes(kept_indices(self.graph, keep)))
+
+    def _exact_sizes(self, kept: Mapping[tuple[str, int, int], np.ndarray]) -> dict[str, tuple[float, float]]:
+        return {c.node: (len(kept.get((c.source, 0, 1), range(c.in_channels))),
+                         len(kept.get((c.node, 0, 1), range(c.out_channels)))) for c in self.convs}
 
 
 # ---------------------------------------------------------------------------- the choice
@@ -405,7 +449,8 @@ def choose_counts(
     ``candidates[g]`` lists the counts group ``g`` may keep, largest (dense) first; ``loss(g, c)``
     is the importance lost when ``g`` keeps ``c``. Each step moves the group whose next step
     loses the least importance per ms saved; steps that save nothing are taken last (they may
-    enable later savings, e.g. a conv shared by two groups). Raises :class:`SpecError` when even
+    enable later savings, e.g. a conv shared by two groups). Steps that fit back under the target
+    are then given back, most importance first. Raises :class:`SpecError` when even
     the smallest counts miss the target.
 
     >>> times = {0: {4: 3.0, 2: 1.0}, 1: {4: 2.0, 2: 1.5}}
@@ -433,7 +478,29 @@ def choose_counts(
         step[g] += 1
         counts[g] = candidates[g][step[g]]
         current = latency(counts)
-    return counts
+    return _refill(candidates, loss, latency, target, counts, step)
+
+
+def _refill(candidates: Mapping[int, list[int]], loss: Callable[[int, int], float],
+            latency: Callable[[Mapping[int, int]], float], target: float,
+            counts: dict[int, int], step: dict[int, int]) -> dict[int, int]:
+    """Give back steps that still fit under the target, most importance regained first: the last
+    greedy step often overshoots (one ``round_to`` step of a wide group saves a lot)."""
+    while True:
+        best: tuple[float, int] | None = None
+        for g, options in candidates.items():
+            if step[g] == 0:
+                continue
+            trial = {**counts, g: options[step[g] - 1]}
+            if latency(trial) <= target:
+                gained = loss(g, counts[g]) - loss(g, options[step[g] - 1])
+                if best is None or gained > best[0]:
+                    best = (gained, g)
+        if best is None:
+            return counts
+        g = best[1]
+        step[g] -= 1
+        counts[g] = candidates[g][step[g]]
 
 
 @dataclass
