@@ -549,8 +549,9 @@ def plan_for_latency(graph: ChannelGraph, spec: Spec, example_inputs: Any, *, th
     """Per-group kept counts (``round_to`` steps) predicted to keep at most ``spec.latency`` of the
     dense model's measured ORT latency, losing the least L1 importance per ms saved.
 
-    Each group's scores are divided by their mean over its prunable units: raw L1 norms are not
-    comparable across layers of different fan-in.
+    A group's L1 scores are divided by their mean over its prunable units and multiplied by its
+    number of producer weights: raw L1 norms are not comparable across layers of different fan-in,
+    and a unit of a residual trunk (every block writes to it) costs every producer's filter.
     """
     if spec.latency is None:
         raise SpecError("latency", "plan_for_latency needs Spec(latency=...)")
@@ -560,7 +561,7 @@ def plan_for_latency(graph: ChannelGraph, spec: Spec, example_inputs: Any, *, th
     for gid in free:
         group = graph.groups[gid]
         scores = l1_scores(graph, group)[graph.prunable_units(group)]
-        scores = np.sort(scores / (scores.mean() or 1.0))
+        scores = np.sort(scores / (scores.mean() or 1.0) * max(1, len(group.producer_weights)))
         lost_prefix[gid] = np.concatenate([[0.0], np.cumsum(scores)])
 
     def loss(gid: int, count: int) -> float:
