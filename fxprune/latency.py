@@ -6,18 +6,19 @@ kernel, stride, padding, dilation, groups, input H×W, threads); its time at tho
 comes from a table of single-conv ONNX models timed in ONNX Runtime (built with the ``onnx``
 helper API, cached on disk per machine). Everything that is not a conv (the input/output copies,
 pixel shuffle, elementwise ops, norms) is the *remainder*: the dense model's measured latency
-minus the dense convs' table times. It is held constant, so predictions err on the slow side
-(elementwise ops on pruned channels do shrink) and the measured latency lands at or under the
-target.
+minus the dense convs' table times. One more measured plan (half of every group dropped) splits it
+into a fixed part and a part proportional to the element count of the non-conv ops
+(:class:`LatencyModel`). The prediction is checked against the sliced model's measured latency by
+``benchmarks/bench_latency.py --section latency``.
 
-The table is filled lazily: a conv's channel counts are snapped to a grid of at most
-:data:`GRID` levels per dimension and the time bilinearly interpolated between the measured
-neighbours; with ``round_to`` steps on the grid (EDSR: 64 channels, round_to 16) every lookup is a
-measured point.
+The table is filled lazily, one entry per signature the chooser asks for, each measured: bilinear
+interpolation between multiples of 8 channels was tried and under-predicted a 3×3 conv at 64×64 by
+7–54% off those multiples (ORT's kernels pad channels; e.g. 36→36 channels took 0.70 ms against
+0.33 ms interpolated from 32/40), so counts in ``round_to`` steps are timed as they are. Convs
+that share a signature (EDSR's body) share one entry; ``round_to`` ≥ 8 keeps the table small.
 """
 from __future__ import annotations
 
-import bisect
 import hashlib
 import json
 import math
@@ -44,7 +45,6 @@ from .trace import as_inputs
 
 CACHE_ENV = "FXPRUNE_LATENCY_CACHE"
 THREADS_ENV = "FXPRUNE_LATENCY_THREADS"
-GRID = 8  # measured channel levels per conv dimension (more: interpolation on the grid between)
 _CONV_OPS = {"conv2d", "convolution", "_convolution"}
 
 
@@ -281,23 +281,6 @@ def _conv_of(node: fx.Node, shapes: Mapping[str, Any]) -> _Conv | None:
                  _pair(padding if padding is not None else 0), dilation, shape[0], shape[2], shape[3])
 
 
-def _levels(dense: int) -> list[int]:
-    """The measured channel counts of a dimension of ``dense`` channels (at most ``GRID`` levels)."""
-    if dense <= GRID:
-        return list(range(1, dense + 1))
-    return sorted({max(1, round(dense * i / GRID)) for i in range(1, GRID + 1)})
-
-
-def _bracket(levels: list[int], value: float) -> tuple[int, int, float]:
-    """Neighbouring levels of ``value`` and its weight on the upper one."""
-    value = min(max(value, levels[0]), levels[-1])
-    i = bisect.bisect_left(levels, value)
-    if levels[i] == value or i == 0:
-        return levels[i], levels[i], 0.0
-    low, high = levels[i - 1], levels[i]
-    return low, high, (value - low) / (high - low)
-
-
 class LatencyModel:
     """Predicted ORT latency of any keep plan of ``graph``: the convs' table times plus the remainder.
 
@@ -395,21 +378,8 @@ class LatencyModel:
                        conv.batch, conv.height, conv.width, self.threads)
 
     def _conv_ms(self, conv: _Conv, cin: float, cout: float) -> float:
-        """Table time at (possibly off-grid) channel counts, interpolated between grid points."""
-        depthwise = conv.groups == conv.in_channels and conv.groups > 1
-        if depthwise:  # in = out = groups move together: one dimension
-            low, high, w = _bracket(_levels(conv.in_channels), cin)
-            return (1 - w) * self.table.time(self._sig(conv, low, low)) + w * self.table.time(self._sig(conv, high, high))
-        if conv.groups > 1:  # grouped: counts stay multiples of the group count; measure exactly
-            return self.table.time(self._sig(conv, int(round(cin)), int(round(cout))))
-        in_low, in_high, wi = _bracket(_levels(conv.in_channels), cin)
-        out_low, out_high, wo = _bracket(_levels(conv.out_channels), cout)
-        total = 0.0
-        for ci, a in ((in_low, 1 - wi), (in_high, wi)):
-            for co, b in ((out_low, 1 - wo), (out_high, wo)):
-                if a * b > 0 or (a == 1 and b == 1):
-                    total += a * b * self.table.time(self._sig(conv, ci, co))
-        return total
+        """Table time at the given channel counts, each measured exactly (see the module docstring)."""
+        return self.table.time(self._sig(conv, max(1, round(cin)), max(1, round(cout))))
 
     def _convs_ms(self, sizes: Mapping[str, tuple[float, float]]) -> float:
         return sum(self._conv_ms(c, *sizes[c.node]) for c in self.convs)
