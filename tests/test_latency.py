@@ -150,3 +150,12 @@ def test_latency_field_is_validated(value):
 def test_latency_and_macs_are_exclusive():
     with pytest.raises(SpecError, match="not both"):
         fxprune.Spec(latency=0.5, macs=0.5)
+
+
+def test_cli_validates_latency_like_macs():
+    import argparse
+
+    from fxprune.cli_args import bad_number
+
+    assert bad_number(argparse.Namespace(latency=1.5)) == "--latency must be a fraction in (0, 1], got 1.5"
+    assert bad_number(argparse.Namespace(latency=0.5)) is None
