@@ -113,7 +113,7 @@ def test_compress_to_a_latency_budget_predicts_within_it(edsr):
 def test_predictions_use_the_table_and_the_plan_keeps_the_counts(edsr):
     model, x = edsr
     graph = fxprune.analyze(model, (x,))
-    convs = LatencyModel(graph, (x,), dense_ms=0.0).conv_ms  # a given dense time: no export needed
+    convs = LatencyModel(graph, (x,), dense_ms=1e9).conv_ms  # a given dense time: no export needed
     lat = LatencyModel(graph, (x,), dense_ms=1.1 * convs)
     assert lat.table.measured == 0 and lat.predict({}) == pytest.approx(1.1 * convs)
     plan = plan_for_latency(graph, fxprune.Spec(latency=0.7, round_to=4), (x,), model=lat)
@@ -122,6 +122,9 @@ def test_predictions_use_the_table_and_the_plan_keeps_the_counts(edsr):
         gid: c for gid, c in plan.counts.items() if c < graph.groups[gid].channels}
     assert plan.predicted_ms == pytest.approx(lat.predict_counts(plan.counts))
     assert plan_keep(graph, fxprune.Spec(), counts=plan.counts).keys() == plan.keep.keys()
+    with pytest.warns(UserWarning, match="busy"):  # a table slower than the whole model is scaled to fit it
+        squeezed = LatencyModel(graph, (x,), dense_ms=0.5 * convs)
+    assert squeezed.conv_ms == pytest.approx(0.5 * convs) and squeezed.predict({}) == pytest.approx(0.5 * convs)
 
 
 def test_assl_prepare_fixes_the_latency_counts_and_repicks_keep_them(edsr):
