@@ -158,7 +158,8 @@ def time_conv(sig: ConvSig) -> float:
     """ORT time of one conv in ms (see :func:`time_session`)."""
     feed = {"input": np.random.default_rng(1).standard_normal(
         (sig.batch, sig.in_channels, sig.height, sig.width)).astype(np.float32)}
-    return time_session(_session(conv_onnx(sig), sig.threads), feed)
+    # 0.3 s per signature: entries timed in a busy moment would skew the ratios the chooser relies on
+    return time_session(_session(conv_onnx(sig), sig.threads), feed, min_runs=5, max_runs=100, min_seconds=0.3)
 
 
 class LatencyTable:
@@ -225,7 +226,7 @@ def measure_latency(model: torch.nn.Module, example_inputs: Any, threads: int | 
         session = _session(str(path), threads or default_threads())
         names = [i.name for i in session.get_inputs()]
         feed = {name: t.numpy() for name, t in zip(names, inputs)}
-        return time_session(session, feed, min_runs=5, max_runs=50, min_seconds=0.5)
+        return time_session(session, feed, min_runs=5, max_runs=100, min_seconds=1.0)
 
 
 # ---------------------------------------------------------------------------- the model of a plan
