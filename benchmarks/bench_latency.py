@@ -30,7 +30,8 @@ The latency-budget section (``--section latency``) prunes each model with
 one global L1 ratio (what a MAC budget gives: ``ratio_for_macs`` also searches one ratio), then
 exports both and measures them in ORT: measured ÷ target (goal within ±10%), predicted vs measured,
 the kept MACs of each at that latency, and the time spent building the conv latency table (a fresh
-table: the cache goes to a temporary folder). Whole-model and table times are the fastest of
+table: the cache goes to a temporary folder). Each target's two plans are timed interleaved with
+the dense model, and "measured" is relative to that dense run. Whole-model and table times are the fastest of
 repeated runs (see ``fxprune.latency.time_session``).
 
     python benchmarks/bench_latency.py           # both sections (~25-40 min + the latency section), writes RESULTS.md
@@ -56,7 +57,7 @@ import onnxruntime as ort
 import torch
 
 import fxprune
-from fxprune.latency import LatencyModel, LatencyTable, measure_latency, plan_for_latency
+from fxprune.latency import LatencyModel, LatencyTable, measure_latencies, plan_for_latency
 from fxprune.models import build
 from fxprune.passes.slice_channels import slice_channels
 from fxprune.selection import plan_keep
@@ -315,12 +316,13 @@ def budget_rows(name: str, config: dict, x: torch.Tensor, targets, round_to: int
                 continue
             ratio = uniform_ratio_for(graph, fxprune.Spec(round_to=round_to), latency, target * latency.dense_ms)
             uniform = plan_keep(graph, fxprune.Spec(round_to=round_to), ratio=ratio)
-            for label, keep in ((f"latency budget {target:g}", plan.keep), (f"global ratio {ratio:.3f}", uniform)):
-                small = slice_channels(graph, keep)
-                measured = measure_latency(small, (x,), THREADS)
+            plans = ((f"latency budget {target:g}", plan.keep), (f"global ratio {ratio:.3f}", uniform))
+            smalls = [slice_channels(graph, keep) for _, keep in plans]
+            dense_ms, *measured = measure_latencies([graph.gm, *smalls], (x,), THREADS)  # interleaved with dense
+            for (label, keep), small, ms in zip(plans, smalls, measured):
                 rows.append(dict(label=label, target=target, macs=fxprune.count_macs(small, (x,)) / dense_macs,
                                  predicted=latency.predict(keep) / latency.dense_ms,
-                                 measured=measured / latency.dense_ms, budget=keep is plan.keep))
+                                 measured=ms / dense_ms, budget=keep is plan.keep))
                 print(f"  {name} {label}: predicted {rows[-1]['predicted']:.3f}, measured {rows[-1]['measured']:.3f}, "
                       f"MACs {rows[-1]['macs']:.3f}", flush=True)
         table_total = latency.table.seconds

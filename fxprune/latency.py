@@ -38,7 +38,7 @@ import torch.fx as fx
 from .budget import _ShapeRecorder
 from .errors import SpecError
 from .graph import ChannelGraph
-from .passes.slice_channels import kept_indices
+from .passes.slice_channels import kept_indices, slice_channels
 from .selection import group_settings, kept_count, l1_scores, plan_keep
 from .spec import Spec
 from .trace import as_inputs
@@ -211,22 +211,40 @@ class LatencyTable:
 
 # ---------------------------------------------------------------------------- whole models
 def measure_latency(model: torch.nn.Module, example_inputs: Any, threads: int | None = None) -> float:
-    """ORT latency in ms of ``model`` exported at the example's size (see :func:`time_session`).
+    """ORT latency in ms of ``model`` exported at the example's size (see :func:`measure_latencies`)."""
+    return measure_latencies([model], example_inputs, threads)[0]
 
-    Exported with :func:`fxprune.export_onnx` (static shape, no parity check: timing only).
+
+def measure_latencies(models: list[torch.nn.Module], example_inputs: Any, threads: int | None = None,
+                      rounds: int = 5, seconds: float = 1.0) -> list[float]:
+    """ORT latency in ms of each model, exported at the example's size with :func:`fxprune.export_onnx`
+    (static shape, no parity check: timing only) and timed in interleaved rounds (at least
+    ``rounds``, and ``seconds`` per model), so a busy phase of the machine hits all alike; each
+    figure is the model's fastest run (see :func:`time_session`).
     """
     from .passes.export_onnx import export_onnx
 
     inputs = tuple(t.detach().cpu() for t in as_inputs(example_inputs) if isinstance(t, torch.Tensor))
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            export_onnx(model, path, inputs, dynamic_hw=False, check=False)
-        session = _session(str(path), threads or default_threads())
-        names = [i.name for i in session.get_inputs()]
-        feed = {name: t.numpy() for name, t in zip(names, inputs)}
-        return time_session(session, feed, min_runs=5, max_runs=100, min_seconds=1.0)
+        sessions = []
+        for k, model in enumerate(models):
+            path = Path(folder) / f"model{k}.onnx"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                export_onnx(model, path, inputs, dynamic_hw=False, check=False)
+            sessions.append(_session(str(path), threads or default_threads()))
+        feeds = [{i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)} for session in sessions]
+        for session, feed in zip(sessions, feeds):
+            session.run(None, feed)  # warm-up
+        best = [math.inf] * len(sessions)
+        start, done = time.perf_counter(), 0
+        while done < rounds or (done < 100 and time.perf_counter() - start < seconds * len(sessions)):
+            for k, (session, feed) in enumerate(zip(sessions, feeds)):
+                t0 = time.perf_counter()
+                session.run(None, feed)
+                best[k] = min(best[k], (time.perf_counter() - t0) * 1000)
+            done += 1
+        return best
 
 
 # ---------------------------------------------------------------------------- the model of a plan
@@ -320,7 +338,13 @@ class LatencyModel:
         self.conv_scale = 1.0  # < 1 only when the table and the whole model disagree (see below)
         start = time.perf_counter()
         self.conv_ms = self._convs_ms({c.node: (c.in_channels, c.out_channels) for c in self.convs})
-        self.dense_ms = dense_ms if dense_ms is not None else measure_latency(graph.gm, example_inputs, self.threads)
+        half = self._half_plan() if calibrate and dense_ms is None else {}
+        measured_half = None
+        if dense_ms is None:  # the half plan is timed interleaved with the dense model: same machine state
+            models = [graph.gm] + ([slice_channels(graph, half)] if half else [])
+            dense_ms, *rest = measure_latencies(models, example_inputs, self.threads)
+            measured_half = rest[0] if rest else None
+        self.dense_ms = dense_ms
         if self.conv_ms > self.dense_ms:  # each isolated conv pays one ORT run's overhead, or the machine was busy
             if self.conv_ms > 1.2 * self.dense_ms:
                 warnings.warn(f"the conv table sums to {self.conv_ms:.2f} ms, more than the whole model's measured "
@@ -330,25 +354,27 @@ class LatencyModel:
             self.conv_ms = self.dense_ms
         self.remainder_ms = self.dense_ms - self.conv_ms
         self.fixed_ms, self.scaling_ms = self.remainder_ms, 0.0
-        if calibrate and dense_ms is None:
-            self._calibrate(example_inputs)
+        if measured_half is not None:
+            self._calibrate(half, measured_half)
         self.table.save()
         self.build_seconds = time.perf_counter() - start
 
-    def _calibrate(self, example_inputs: Any) -> None:
-        """Split the remainder by measuring the plan that drops half of every group's prunable units."""
-        from .passes.slice_channels import slice_channels
-
+    def _half_plan(self) -> dict[int, np.ndarray]:
+        """The calibration plan: half of every group's prunable units dropped (empty if that changes
+        too few elements to separate the remainder's parts)."""
         keep = {}
         for group in self.graph.groups:
             prunable = np.flatnonzero(self.graph.prunable_units(group))
             if len(prunable) >= 2:
                 keep[group.id] = np.ones(group.channels, bool)
                 keep[group.id][prunable[: len(prunable) // 2]] = False
-        fraction = self._elements(keep) / self.dense_elements if self.dense_elements else 1.0
-        if not keep or fraction >= 0.99:
-            return
-        measured = measure_latency(slice_channels(self.graph, keep), example_inputs, self.threads)
+        if not self.dense_elements or self._elements(keep) / self.dense_elements >= 0.99:
+            return {}
+        return keep
+
+    def _calibrate(self, keep: Mapping[int, np.ndarray], measured: float) -> None:
+        """Split the remainder using the measured latency of the half plan ``keep``."""
+        fraction = self._elements(keep) / self.dense_elements
         remainder = measured - self._convs_ms(self._exact_sizes(kept_indices(self.graph, keep)))
         scaling = (self.remainder_ms - remainder) / (1 - fraction)
         self.scaling_ms = min(max(scaling, 0.0), max(self.remainder_ms, 0.0))  # noise must not flip its sign
