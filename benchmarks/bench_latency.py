@@ -34,10 +34,10 @@ table: the cache goes to a temporary folder). Each target's two plans are timed 
 the dense model, and "measured" is relative to that dense run. Whole-model and table times are the fastest of
 repeated runs (see ``fxprune.latency.time_session``).
 
-    python benchmarks/bench_latency.py           # both sections (~25-40 min + the latency section), writes RESULTS.md
+    python benchmarks/bench_latency.py           # both sections (~40-60 min on 2 idle cores), writes RESULTS.md
     python benchmarks/bench_latency.py --section ratio     # dense vs L1-pruned only
-    python benchmarks/bench_latency.py --section latency   # latency budgets only
-    python benchmarks/bench_latency.py --quick   # smoke test (a few min), tiny models, prints only
+    python benchmarks/bench_latency.py --section latency   # latency budgets only (~15-20 min; EDSR ~3 min)
+    python benchmarks/bench_latency.py --quick   # smoke test (~1 min), tiny models, prints only
 """
 from __future__ import annotations
 
