@@ -263,7 +263,9 @@ def prepare(model: nn.Module, spec: Spec | Mapping[str, Any], example_inputs: An
     graph = analyze(model, example_inputs)
     if spec.macs is not None:  # MACs depend on the kept counts only: fix one ratio now
         spec = dataclasses.replace(spec, ratio=ratio_for_macs(graph, spec, example_inputs), macs=None)
-    counts = plan_for_latency(graph, spec, example_inputs).counts if spec.latency is not None else None
+    counts = None
+    if spec.latency is not None:  # measured per process: every rank takes rank 0's counts
+        counts = _agree_across_ranks(plan_for_latency(graph, spec, example_inputs).counts)
     plan = plan_keep(graph, spec, counts=counts)
     gm = copy_graph_module(graph.gm)
     weights = [w for gid in plan for w in graph.groups[gid].producer_weights]
