@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.fx as fx
 
-from .budget import _ShapeRecorder
+from .budget import record_shapes
 from .errors import SpecError
 from .graph import ChannelGraph
 from .passes.slice_channels import kept_indices, slice_channels
@@ -317,17 +317,8 @@ class LatencyModel:
         self.graph = graph
         self.threads = threads or default_threads()
         self.table = table if table is not None else LatencyTable()
-        recorder = _ShapeRecorder(graph.gm)
-        inputs = [t.detach().clone() if isinstance(t, torch.Tensor) else t for t in as_inputs(example_inputs)]
-        saved = [(b, b.detach().clone()) for b in graph.gm.buffers()]
-        try:
-            with torch.no_grad():
-                recorder.run(*inputs)
-        finally:
-            with torch.no_grad():
-                for buffer, value in saved:
-                    buffer.copy_(value)
-        shapes = {name: s for name, s in recorder.shapes.items() if name not in recorder.multi}
+        recorded, multi = record_shapes(graph.gm, example_inputs)
+        shapes = {name: s for name, s in recorded.items() if name not in multi}
         self.convs = [c for c in (_conv_of(n, shapes) for n in graph.gm.graph.nodes) if c is not None]
         conv_names = {c.node for c in self.convs}
         self._others = {n.name: shapes[n.name] for n in graph.gm.graph.nodes
