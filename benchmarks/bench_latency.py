@@ -25,13 +25,25 @@ costs ~0.007 ms per call, and without contention GraphModule and nn.Module ran a
 Each model's subsection is written to RESULTS.md as soon as that model is done, so an interrupted
 run keeps what it measured.
 
-    python benchmarks/bench_latency.py           # full run (~25-40 min on 2 shared cores), writes RESULTS.md
-    python benchmarks/bench_latency.py --quick   # smoke test (< 1 min), tiny models, prints only
+The latency-budget section (``--section latency``) prunes each model with
+``Spec(latency=t, round_to=16)`` for t = 0.25 / 0.5 / 0.75 and, at the same predicted latency, with
+one global L1 ratio (what a MAC budget gives: ``ratio_for_macs`` also searches one ratio), then
+exports both and measures them in ORT: measured ÷ target (goal within ±10%), predicted vs measured,
+the kept MACs of each at that latency, and the time spent building the conv latency table (a fresh
+table: the cache goes to a temporary folder). Each target's two plans are timed interleaved with
+the dense model, and "measured" is relative to that dense run. Whole-model and table times are the fastest of
+repeated runs (see ``fxprune.latency.time_session``).
+
+    python benchmarks/bench_latency.py           # both sections (~40-60 min on 2 idle cores), writes RESULTS.md
+    python benchmarks/bench_latency.py --section ratio     # dense vs L1-pruned only
+    python benchmarks/bench_latency.py --section latency   # latency budgets only (~15-20 min; EDSR ~3 min)
+    python benchmarks/bench_latency.py --quick   # smoke test (~1 min), tiny models, prints only
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import platform
 import statistics
@@ -45,12 +57,19 @@ import onnxruntime as ort
 import torch
 
 import fxprune
+from fxprune.latency import LatencyModel, LatencyTable, measure_latencies, plan_for_latency
 from fxprune.models import build
+from fxprune.passes.slice_channels import slice_channels
+from fxprune.selection import plan_keep
 
 from bench_analysis import cpu_stall_s
 from results_file import replace_section
 
 HEADING = "## Latency: dense vs L1-pruned (bench_latency.py)"
+BUDGET_HEADING = "## Latency budgets: Spec(latency=t) vs one global ratio (bench_latency.py --section latency)"
+TARGETS = (0.25, 0.5, 0.75)
+QUICK_TARGETS = (0.5,)
+TOLERANCE = 0.10  # goal: measured latency within ±10% of the target
 RATIOS = (0.25, 0.5, 0.75)
 QUICK_RATIOS = (0.5,)
 ROUNDINGS = (16, 1)
@@ -210,6 +229,8 @@ def main() -> None:
     parser.add_argument("--min-rounds", type=int, default=5, help="rounds done even past the budget")
     parser.add_argument("--models", nargs="*", default=None, help="subset of edsr rcan nafnet")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS.md"))
+    parser.add_argument("--section", choices=("all", "ratio", "latency"), default="all",
+                        help="ratio: dense vs L1-pruned; latency: latency budgets (default: both)")
     args = parser.parse_args()
     size = args.size or (32 if args.quick else 128)
     args.repeats = args.repeats or (3 if args.quick else 15)
@@ -219,6 +240,10 @@ def main() -> None:
     names = args.models or list(configs)
     torch.set_num_threads(THREADS)
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    if args.section in ("all", "latency"):
+        budget_section(args, configs, names, x, size)
+    if args.section == "latency":
+        return
     run = Stall()
     done: list[str] = [intro(args, size), ""]
     summary: list[tuple[str, list[dict]]] = []
@@ -255,6 +280,91 @@ def goal_count(summary) -> list[str]:
     pruned = [r for _, rows in summary for r in rows if not r["dense"]]
     met = [r for r in pruned if r["over"] <= GOAL]
     return [f"Goal (ORT ratio ≤ {GOAL}× MAC ratio) met by {len(met)} of {len(pruned)} pruned variants."]
+
+
+def uniform_ratio_for(graph, spec, latency: LatencyModel, target_ms: float, steps: int = 12) -> float:
+    """The smallest global ratio whose plan is predicted at or under ``target_ms`` (bisection)."""
+    low, high = 0.0, 0.999
+    for _ in range(steps):
+        middle = (low + high) / 2
+        if latency.predict(plan_keep(graph, spec, ratio=middle)) <= target_ms:
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def budget_rows(name: str, config: dict, x: torch.Tensor, targets, round_to: int) -> tuple[list[str], list[dict]]:
+    """One model: table build time, then per target the latency-budget and the global-ratio plans."""
+    torch.manual_seed(0)
+    model = build(name, **config).eval()
+    graph = fxprune.analyze(model, (x,))
+    dense_macs = fxprune.count_macs(graph.gm, (x,))
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        latency = LatencyModel(graph, (x,), THREADS, LatencyTable(cache))
+        build_s, table_s, signatures = time.perf_counter() - start, latency.table.seconds, latency.table.measured
+        rows = []
+        for target in targets:
+            spec = fxprune.Spec(latency=target, round_to=round_to)
+            try:
+                plan = plan_for_latency(graph, spec, (x,), model=latency)
+            except fxprune.SpecError as error:
+                print(f"  {name} target {target:g}: {error}", flush=True)
+                rows.append(dict(label=f"latency budget {target:g}: unreachable", target=target, macs=math.nan,
+                                 predicted=math.nan, measured=math.nan, budget=True))
+                continue
+            ratio = uniform_ratio_for(graph, fxprune.Spec(round_to=round_to), latency, target * latency.dense_ms)
+            uniform = plan_keep(graph, fxprune.Spec(round_to=round_to), ratio=ratio)
+            plans = ((f"latency budget {target:g}", plan.keep), (f"global ratio {ratio:.3f}", uniform))
+            smalls = [slice_channels(graph, keep) for _, keep in plans]
+            dense_ms, *measured = measure_latencies([graph.gm, *smalls], (x,), THREADS)  # interleaved with dense
+            for (label, keep), small, ms in zip(plans, smalls, measured):
+                rows.append(dict(label=label, target=target, macs=fxprune.count_macs(small, (x,)) / dense_macs,
+                                 predicted=latency.predict(keep) / latency.dense_ms,
+                                 measured=ms / dense_ms, budget=keep is plan.keep))
+                print(f"  {name} {label}: predicted {rows[-1]['predicted']:.3f}, measured {rows[-1]['measured']:.3f}, "
+                      f"MACs {rows[-1]['macs']:.3f}", flush=True)
+        table_total = latency.table.seconds
+    lines = [f"### {name} ({', '.join(f'{k}={v}' for k, v in config.items())})", "",
+             f"Dense ORT latency {latency.dense_ms:.2f} ms ({THREADS} threads, 1×3×{x.shape[-2]}×{x.shape[-1]}); "
+             f"{len(latency.convs)} convs, {signatures} distinct signatures timed for the dense model in "
+             f"{table_s:.1f} s ({table_total:.1f} s of conv timing over all targets; model setup incl. the dense "
+             f"and calibration exports {build_s:.1f} s); of the dense latency the table covers "
+             f"{latency.conv_ms / latency.dense_ms:.2f}, the calibrated remainder scales "
+             f"{latency.scaling_ms / latency.dense_ms:.2f} with the non-conv elements and keeps "
+             f"{latency.fixed_ms / latency.dense_ms:.2f} fixed.", "",
+             "| target | plan | MACs kept | predicted | measured | measured ÷ target | goal ±10% |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        ok = "yes" if abs(r["measured"] / r["target"] - 1) <= TOLERANCE else "no"
+        lines.append(f"| {r['target']:g} | {r['label']} | {r['macs']:.3f} | {r['predicted']:.3f} | {r['measured']:.3f} | "
+                     f"{r['measured'] / r['target']:.3f} | {ok if r['budget'] else '—'} |")
+    return lines + [""], rows
+
+
+def budget_section(args, configs: dict, names: list[str], x: torch.Tensor, size: int) -> None:
+    run = Stall()
+    done = [f"Measured {datetime.date.today()}, onnxruntime {ort.__version__}, {THREADS} ORT threads, input "
+            f"{size}×{size}, round_to {8 if args.quick else 16}. Latencies are fractions of the dense model's measured ORT latency; "
+            "'global ratio' is one L1 ratio for every group (a MAC budget's plan) searched to the same predicted "
+            "latency as the budget plan, so the MACs column compares what each keeps at that latency.", ""]
+    summary: list[dict] = []
+    for name in names:
+        title, config = configs[name]
+        print(f"{title}: latency budgets", flush=True)
+        lines, rows = budget_rows(name, config, x, QUICK_TARGETS if args.quick else TARGETS, 8 if args.quick else 16)
+        done += lines
+        summary += rows
+        if not args.quick:
+            replace_section(args.out, BUDGET_HEADING, "\n".join(done + [f"(run in progress: {run.text()})"]))
+    met = [r for r in summary if r["budget"] and abs(r["measured"] / r["target"] - 1) <= TOLERANCE]
+    text = "\n".join(done + [f"Whole section: {run.text()}. Goal (measured within ±{TOLERANCE:.0%} of the target) "
+                              f"met by {len(met)} of {sum(r['budget'] for r in summary)} latency-budget plans."])
+    if args.quick:
+        print(text)
+    else:
+        replace_section(args.out, BUDGET_HEADING, text)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import warnings
 from .analysis import analyze
 from .budget import ratio_for_macs
 from .errors import SpecError
+from .latency import plan_for_latency
 from .passes.slice_channels import slice_channels
 from .record import stamp
 from .selection import nothing_pruned, plan_keep
@@ -31,6 +32,9 @@ def compress(
     With ``Spec(method="l1", ratio=r)`` every prunable group loses the fraction ``r`` of its units
     with the smallest L1 filter norm (summed over the group's producers), rounded to ``round_to``.
     With ``macs=m`` one global ratio is searched so the result keeps at most ``m`` of the MACs.
+    With ``latency=f`` per-group counts are chosen so the predicted ONNX Runtime latency is at most
+    ``f`` of the dense model's measured one (:func:`fxprune.latency.plan_for_latency`; the
+    prediction is in ``small.meta["fxprune"]["latency"]``).
     ``train=TrainConfig(steps=n)`` then fine-tunes the pruned model for ``n`` steps.
 
     A list of specs runs them as stages, each on the output of the one before (see
@@ -57,10 +61,13 @@ def compress(
         return _compress_assl(model, spec, example_inputs, train)
     graph = analyze(model, example_inputs)
     ratio = ratio_for_macs(graph, spec, example_inputs) if spec.macs is not None else None
-    keep = plan_keep(graph, spec, ratio=ratio)
+    budget = plan_for_latency(graph, spec, example_inputs) if spec.latency is not None else None
+    keep = budget.keep if budget is not None else plan_keep(graph, spec, ratio=ratio)
     if not keep:
         warnings.warn(nothing_pruned("fxprune.compress", graph, spec, ratio), stacklevel=2)
     small = stamp(slice_channels(graph, keep), graph, keep, spec)
+    if budget is not None:
+        small.meta["fxprune"]["latency"] = budget.summary()
     verify_sliced(small, graph.gm, graph, keep, example_inputs)
     if train is not None and train.steps:
         scale = train.scale or infer_scale(small, example_inputs)

@@ -42,6 +42,22 @@ class _ShapeRecorder(fx.Interpreter):
         return result
 
 
+def record_shapes(gm: fx.GraphModule, example_inputs: Any) -> tuple[dict[str, Shapes], set[str]]:
+    """Concrete output shape(s) of every node from one forward, and the nodes returning tuples;
+    the module's buffers are left as they were (a training-mode forward updates BN stats)."""
+    recorder = _ShapeRecorder(gm)
+    inputs = [t.detach().clone() if isinstance(t, torch.Tensor) else t for t in as_inputs(example_inputs)]
+    saved = [(b, b.detach().clone()) for b in gm.buffers()]
+    try:
+        with torch.no_grad():
+            recorder.run(*inputs)
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+    return recorder.shapes, recorder.multi
+
+
 class MacModel:
     """MACs of any keep plan of ``graph`` at ``example_inputs``, without slicing the model.
 
@@ -60,17 +76,7 @@ class MacModel:
 
     def __init__(self, graph: ChannelGraph, example_inputs: Any):
         self.graph = graph
-        recorder = _ShapeRecorder(graph.gm)
-        inputs = [t.detach().clone() if isinstance(t, torch.Tensor) else t for t in as_inputs(example_inputs)]
-        saved = [(b, b.detach().clone()) for b in graph.gm.buffers()]  # a training-mode forward updates BN stats
-        try:
-            with torch.no_grad():
-                recorder.run(*inputs)
-        finally:
-            with torch.no_grad():
-                for buffer, value in saved:
-                    buffer.copy_(value)
-        self._shapes, self._multi = recorder.shapes, recorder.multi
+        self._shapes, self._multi = record_shapes(graph.gm, example_inputs)
         self.dense = self.macs({})
 
     def _meta(self, name: str, kept: Mapping[tuple[str, int, int], np.ndarray]) -> Any:

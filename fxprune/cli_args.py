@@ -39,6 +39,7 @@ RULES: dict[str, tuple[Rule, str]] = {
     "seed": _integer(0),
     "ratio": _real(lambda v: 0 < v < 1, "a fraction in (0, 1)"),
     "macs": _real(lambda v: 0 < v <= 1, "a fraction in (0, 1]"),
+    "latency": _real(lambda v: 0 < v <= 1, "a fraction in (0, 1]"),
     "lr": _real(lambda v: v > 0, "a positive number"),
 }
 

@@ -34,7 +34,7 @@ from .spec import Spec, read_spec_file
 from .train import TrainConfig, train_model
 from .viz import visualize
 
-SPEC_OVERRIDES = ("method", "ratio", "macs", "round_to", "steps", "budget", "m", "n")
+SPEC_OVERRIDES = ("method", "ratio", "macs", "latency", "round_to", "steps", "budget", "m", "n")
 NM_SPEED_NOTE = ("N:M sparsity: ONNX Runtime on CPU has no N:M kernels, so the N:M zeros give no speed there "
                  "(any speed-up above comes from removed channels only); what CPU users gain is size "
                  "(model_compact.pt2; the packed graph adds a few kB per layer, so tiny models may not shrink). "
@@ -133,6 +133,10 @@ def finish(
         notes.append(f"N:M check: {len(check.layers)} layers, {'all valid' if check.ok else 'INVALID'}; files: "
                      f"{(out / 'model.pt2').stat().st_size:,} bytes dense, {compact.stat().st_size:,} bytes compact")
         notes.append(NM_SPEED_NOTE)
+    budget = small.meta.get("fxprune", {}).get("latency")
+    if budget:
+        notes.append(f"latency budget {budget['target']:g}: predicted {budget['predicted_ms'] / budget['dense_ms']:.3f} "
+                     f"of the dense latency ({budget['threads']} threads), measured {small_ms / dense_ms:.3f} above")
     if pairs:
         notes.append(f"PSNR/SSIM: Y channel, {shave} px shaved, mean over {len(pairs)} held-out whole images")
         if shave > 1:
@@ -237,6 +241,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--method", choices=("l1", "assl", *registered_methods()), help="overrides the spec's method")
     p.add_argument("--ratio", type=float, help="overrides the spec's ratio")
     p.add_argument("--macs", type=float, help="overrides the spec's MAC budget")
+    p.add_argument("--latency", type=float, help="keep at most this fraction of the dense model's ONNX Runtime latency "
+                   "measured here at --input-size (threads: $FXPRUNE_LATENCY_THREADS, default one per CPU)")
     p.add_argument("--round-to", type=int, dest="round_to", help="overrides the spec's round_to")
     p.add_argument("--budget", type=float, help="N:M methods: keep at most this fraction of the dense MACs")
     p.add_argument("--m", type=int, help="N:M methods: the group size M")

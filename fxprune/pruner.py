@@ -26,6 +26,7 @@ from .analysis import analyze
 from .budget import ratio_for_macs
 from .errors import CheckpointError, SpecError, StageError
 from .graph import ChannelGraph
+from .latency import plan_for_latency
 from .graph_mode import copy_graph_module, enable_train_eval
 from .masking import MASK_BUFFER, insert_channel_masks, remove_channel_masks
 from .passes.assl_regularizer import GatedGroup, gate_scores, si_penalty, ssa_loss
@@ -164,7 +165,9 @@ class AsslPruner:
     def _pick(self, coupled_only: bool) -> None:
         """Re-pick the unimportant units from the gates' |γ|, jointly per group."""
         by_id = {g.gid: g for g in self.groups}
-        plan = plan_keep(self.graph, self.spec, scores=lambda graph, group: gate_scores(self.model, by_id[group.id]))
+        counts = {gid: int((~u).sum()) for gid, u in self.unimportant.items()} if self.spec.latency is not None else None
+        plan = plan_keep(self.graph, self.spec, scores=lambda graph, group: gate_scores(self.model, by_id[group.id]),
+                         counts=counts)  # a latency budget's per-group counts were fixed at prepare
         for group in self.groups:
             if coupled_only and not group.coupled:
                 continue
@@ -301,7 +304,10 @@ def prepare(model: nn.Module, spec: Spec | Mapping[str, Any], example_inputs: An
     graph = analyze(model, example_inputs)
     if spec.macs is not None:  # MACs depend on the kept counts only: fix one ratio now
         spec = dataclasses.replace(spec, ratio=ratio_for_macs(graph, spec, example_inputs), macs=None)
-    plan = plan_keep(graph, spec)
+    counts = None
+    if spec.latency is not None:  # measured per process: every rank takes rank 0's counts
+        counts = _agree_across_ranks(plan_for_latency(graph, spec, example_inputs).counts)
+    plan = plan_keep(graph, spec, counts=counts)
     gm = copy_graph_module(graph.gm)
     weights = [w for gid in plan for w in graph.groups[gid].producer_weights]
     gates = InsertAsslGates(weights)

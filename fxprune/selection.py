@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -69,12 +69,15 @@ Scorer = Callable[[ChannelGraph, Group], np.ndarray]
 
 
 def plan_keep(
-    graph: ChannelGraph, spec: Spec, ratio: float | None = None, scores: Scorer = l1_scores
+    graph: ChannelGraph, spec: Spec, ratio: float | None = None, scores: Scorer = l1_scores,
+    counts: Mapping[int, int] | None = None,
 ) -> dict[int, np.ndarray]:
     """Keep-sets for every prunable group: the units with the highest ``scores`` survive.
 
-    ``ratio`` replaces the spec's global ratio (used when searching for a MAC target). Groups
-    that keep everything (ratio 0, rounding, a skipped producer) are left out.
+    ``ratio`` replaces the spec's global ratio (used when searching for a MAC target). ``counts``
+    gives the number of units to keep per group id instead (a latency budget's per-group choice;
+    groups not in it keep all). Groups that keep everything (ratio 0, rounding, a skipped
+    producer) are left out.
     """
     unmatched = spec.unmatched_keys({m: graph.module_types.get(m) for g in graph.groups for m in g.producers})
     if unmatched:
@@ -88,7 +91,10 @@ def plan_keep(
             continue
         override, round_to = settings
         group_ratio = override if override is not None else (spec.ratio if ratio is None else ratio)
-        count = kept_count(group.channels, group.prunable, group_ratio, round_to)
+        if counts is not None:
+            count = max(int(counts.get(group.id, group.channels)), group.channels - group.prunable, 1)
+        else:
+            count = kept_count(group.channels, group.prunable, group_ratio, round_to)
         if count >= group.channels:
             continue
         prunable = graph.prunable_units(group)

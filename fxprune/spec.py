@@ -52,6 +52,10 @@ class Spec:
         ratio: fraction of each group's prunable units removed (0 ≤ ratio < 1).
         macs: instead of one ratio for all groups, keep at most this fraction of the model's MACs
             (0 < macs ≤ 1); ratios are then found per group.
+        latency: instead of a ratio, keep at most this fraction of the dense model's ONNX Runtime
+            latency measured on this machine at the example input's size (0 < latency ≤ 1; not
+            with ``macs``). Kept counts are chosen per group from a per-conv latency table (see
+            :mod:`fxprune.latency`; threads: ``$FXPRUNE_LATENCY_THREADS``, default one per CPU).
         round_to: kept channels per group are rounded up to a multiple of this (16 suits ONNX
             Runtime on AVX-512 CPUs, 8 is common on GPUs; 1 disables).
         overrides: per-module settings keyed by exact name, ``re:<regex>`` or ``type:ClassName``.
@@ -109,6 +113,7 @@ class Spec:
     method: str = "l1"
     ratio: float = 0.5
     macs: float | None = None
+    latency: float | None = None
     round_to: int = 16
     overrides: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)
     align: str = "joint"
@@ -153,6 +158,11 @@ class Spec:
         _check_ratio("ratio", self.ratio)
         if self.macs is not None and not (isinstance(self.macs, (int, float)) and 0 < self.macs <= 1):
             raise SpecError("macs", f"must be a fraction in (0, 1], got {self.macs!r}")
+        if self.latency is not None:
+            if isinstance(self.latency, bool) or not isinstance(self.latency, (int, float)) or not 0 < self.latency <= 1:
+                raise SpecError("latency", f"must be a fraction in (0, 1] of the dense latency, got {self.latency!r}")
+            if self.macs is not None:
+                raise SpecError("latency", "set either a MAC budget (macs) or a latency budget (latency), not both")
         _check_round_to("round_to", self.round_to)
         if not isinstance(self.overrides, Mapping):
             raise SpecError("overrides", f"must be a mapping of module keys to settings, got {type(self.overrides).__name__}")

@@ -1,0 +1,163 @@
+"""Per-group kept counts that meet a latency target, and the keep plan they give."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ..errors import SpecError
+from ..graph import ChannelGraph
+from ..selection import group_settings, kept_count, l1_scores, plan_keep
+from ..spec import Spec
+from .model import LatencyModel
+from .table import LatencyTable
+
+
+def choose_counts(
+    candidates: Mapping[int, list[int]],
+    loss: Callable[[int, int], float],
+    latency: Callable[[Mapping[int, int]], float],
+    target: float,
+) -> dict[int, int]:
+    """Kept count per group meeting ``latency(counts) <= target``, greedily.
+
+    ``candidates[g]`` lists the counts group ``g`` may keep, largest (dense) first; ``loss(g, c)``
+    is the importance lost when ``g`` keeps ``c``. Each step moves the group whose next step
+    loses the least importance per ms saved; steps that save nothing are taken last (they may
+    enable later savings, e.g. a conv shared by two groups). Steps that fit back under the target
+    are then given back, most importance first. Raises :class:`SpecError` when even
+    the smallest counts miss the target.
+
+    >>> times = {0: {4: 3.0, 2: 1.0}, 1: {4: 2.0, 2: 1.5}}
+    >>> choose_counts({0: [4, 2], 1: [4, 2]}, lambda g, c: 4 - c, lambda k: sum(times[g][k[g]] for g in k), 3.6)
+    {0: 2, 1: 4}
+    """
+    counts = {g: options[0] for g, options in candidates.items()}
+    step = {g: 0 for g in candidates}
+    current = latency(counts)
+    while current > target:
+        best: tuple[float, float, int] | None = None
+        for g, options in candidates.items():
+            if step[g] + 1 >= len(options):
+                continue
+            trial = {**counts, g: options[step[g] + 1]}
+            saved = current - latency(trial)
+            lost = loss(g, options[step[g] + 1]) - loss(g, counts[g])
+            rank = (0.0, lost / saved) if saved > 1e-9 else (1.0, lost)
+            if best is None or rank < best[:2]:
+                best = (*rank, g)
+        if best is None:
+            raise SpecError("latency", f"the target of {target:.3f} ms cannot be met: with every group at its "
+                            f"smallest count the predicted latency is {current:.3f} ms")
+        g = best[2]
+        step[g] += 1
+        counts[g] = candidates[g][step[g]]
+        current = latency(counts)
+    return _refill(candidates, loss, latency, target, counts, step)
+
+
+def _refill(candidates: Mapping[int, list[int]], loss: Callable[[int, int], float],
+            latency: Callable[[Mapping[int, int]], float], target: float,
+            counts: dict[int, int], step: dict[int, int]) -> dict[int, int]:
+    """Give back steps that still fit under the target, most importance regained first: the last
+    greedy step often overshoots (one ``round_to`` step of a wide group saves a lot)."""
+    while True:
+        best: tuple[float, int] | None = None
+        for g, options in candidates.items():
+            if step[g] == 0:
+                continue
+            trial = {**counts, g: options[step[g] - 1]}
+            if latency(trial) <= target:
+                gained = loss(g, counts[g]) - loss(g, options[step[g] - 1])
+                if best is None or gained > best[0]:
+                    best = (gained, g)
+        if best is None:
+            return counts
+        g = best[1]
+        step[g] -= 1
+        counts[g] = candidates[g][step[g]]
+
+
+@dataclass
+class LatencyPlan:
+    """The outcome of :func:`plan_for_latency` (stored in the result's ``meta['fxprune']['latency']``)."""
+
+    keep: dict[int, np.ndarray]
+    counts: dict[int, int]
+    target: float  # fraction of the dense latency
+    dense_ms: float
+    predicted_ms: float
+    table_seconds: float  # spent timing convs not found in the cache
+    threads: int
+    measured_signatures: int
+
+    def summary(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("keep")
+        data["counts"] = {int(k): int(v) for k, v in self.counts.items()}
+        return data
+
+
+def _candidates(graph: ChannelGraph, spec: Spec) -> tuple[dict[int, list[int]], dict[int, int]]:
+    """Counts each group may keep (dense first), and the fixed counts of groups with a ratio override."""
+    free: dict[int, list[int]] = {}
+    fixed: dict[int, int] = {}
+    for group in graph.groups:
+        if group.prunable == 0:
+            continue
+        settings = group_settings(graph, spec, group)
+        if settings is None:
+            continue
+        override, round_to = settings
+        if override is not None:
+            fixed[group.id] = kept_count(group.channels, group.prunable, override, round_to)
+            continue
+        options = {kept_count(group.channels, group.prunable, j / group.prunable, round_to)
+                   for j in range(group.prunable)}
+        if len(options) > 1:
+            free[group.id] = sorted(options, reverse=True)
+    return free, fixed
+
+
+def plan_for_latency(graph: ChannelGraph, spec: Spec, example_inputs: Any, *, threads: int | None = None,
+                     table: LatencyTable | None = None, model: LatencyModel | None = None) -> LatencyPlan:
+    """Per-group kept counts (``round_to`` steps) predicted to keep at most ``spec.latency`` of the
+    dense model's measured ORT latency, losing the least L1 importance per ms saved.
+
+    A group's L1 scores are divided by their mean over its prunable units and multiplied by its
+    number of producer weights: raw L1 norms are not comparable across layers of different fan-in,
+    and a unit of a residual trunk (every block writes to it) costs every producer's filter.
+    """
+    if spec.latency is None:
+        raise SpecError("latency", "plan_for_latency needs Spec(latency=...)")
+    model = model or LatencyModel(graph, example_inputs, threads, table)
+    free, fixed = _candidates(graph, spec)
+    lost_prefix: dict[int, np.ndarray] = {}
+    for gid in free:
+        group = graph.groups[gid]
+        scores = l1_scores(graph, group)[graph.prunable_units(group)]
+        scores = np.sort(scores / (scores.mean() or 1.0) * max(1, len(group.producer_weights)))
+        lost_prefix[gid] = np.concatenate([[0.0], np.cumsum(scores)])
+
+    def loss(gid: int, count: int) -> float:
+        return float(lost_prefix[gid][graph.groups[gid].channels - count])
+
+    def latency(counts: Mapping[int, int]) -> float:
+        return model.predict_counts({**fixed, **counts})
+
+    target_ms = spec.latency * model.dense_ms
+    goal = target_ms
+    for _ in range(4):  # the per-unit probe is linear; the exact plan may differ by a unit per concat member
+        counts = {**fixed, **choose_counts(free, loss, latency, goal)}
+        keep = plan_keep(graph, spec, counts=counts)
+        predicted = model.predict(keep)
+        if predicted <= target_ms + 1e-9:
+            break
+        goal -= predicted - target_ms
+    else:
+        raise SpecError("latency", f"cannot reach {spec.latency:.3f} of the latency: the best plan found is "
+                        f"predicted at {predicted / model.dense_ms:.3f}")
+    model.table.save()
+    return LatencyPlan(keep, counts, spec.latency, model.dense_ms, predicted, model.table.seconds,
+                       model.threads, model.table.measured)
