@@ -30,7 +30,7 @@ HARDWARE = ("2:4",)
 _ASSL_ONLY = ("align", "reg_step", "reg_interval", "reg_ceiling", "hold_steps", "ssa_steps", "ssa_weight", "shrink",
               "finetune_steps")
 FIELD_OWNERS: dict[str, tuple[str, ...]] = {
-    **{name: ("l1", "assl") for name in ("ratio", "round_to")},
+    **{name: ("l1", "assl") for name in ("ratio", "round_to", "latency")},
     **{name: ("assl",) for name in _ASSL_ONLY},
     "steps": ("assl", "sls", "nm"),
     "m": NM_METHODS, "budget": NM_METHODS, "hardware": NM_METHODS, "n": ("nm",),
