@@ -30,7 +30,7 @@ from fxprune.models import build, names
 from fxprune.passes.export_onnx import ExportReport, OnnxExportError, check_onnx_parity, export_onnx
 from fxprune.passes.slice_channels import slice_channels
 
-from helpers import random_keep
+from helpers import random_keep, zoo_names
 
 EXAMPLE = (1, 3, 16, 16)
 FRESH = (1, 3, 12, 28)  # the test's own rerun: neither the example size nor one the export checked
@@ -43,7 +43,7 @@ SLOW_FIRST = ["swinir", "nafnet", "unet", "restormer", "carn", "edsr", "imdn", "
 
 def _zoo_params() -> list:
     params = []
-    for name in names():
+    for name in zoo_names():
         for kind in KINDS:
             reason = KNOWN_FAILURES.get((name, kind))
             marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []

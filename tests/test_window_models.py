@@ -45,6 +45,7 @@ def _check(model: nn.Module, x: torch.Tensor, other: torch.Tensor | None, *, pub
     graph = fxprune.analyze(model, (x,))
     keep = plan_keep(graph, spec)
     assert keep, graph.summary()  # something is pruned
+    assert graph.diagnostics == [], graph.summary()  # every op has a coupling rule
     small = fxprune.compress(model, spec, (x,)) if public else slice_channels(graph, keep)
     masked = masked_model(graph, keep)
     info = small.meta["fxprune_capture"]

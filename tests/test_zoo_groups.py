@@ -33,6 +33,7 @@ from torch import nn
 
 import fxprune
 from fxprune.models import ZOO, build, names
+from helpers import zoo_names
 
 
 @dataclass(frozen=True)
@@ -365,7 +366,7 @@ def test_group_count(case):
     assert len(producers) == len(set(producers)), graph.summary()
 
 
-@pytest.mark.parametrize("name", names())
+@pytest.mark.parametrize("name", zoo_names())
 def test_default_model_has_no_diagnostics(name):
     graph = _analyze(name, _config(name, {}))
     assert graph.diagnostics == [], graph.summary()
