@@ -5,7 +5,9 @@ and the CLI, tests and benchmarks capture the same model again and again. A capt
 depends on what the forward does, not on the weights' values, so the graph is stored with its
 weights replaced by meta tensors and every hit returns a deep copy bound to clones of the caller's
 *current* weights. A model whose structure cannot be described safely (hooks, attributes of
-unknown types, non-tensor inputs) is never cached.
+unknown types, non-tensor inputs) is never cached. The key holds the code, defaults and closures
+of the functions the model's classes define, not module-level globals those functions read:
+call :func:`clear` after changing such a global in place.
 """
 from __future__ import annotations
 
@@ -101,6 +103,7 @@ def _tensor_spec(t: torch.Tensor) -> tuple[Any, ...]:
 def _structure(model: nn.Module) -> tuple[Any, ...]:
     """Classes, code, settings and tensor specs of every submodule, and which tensors are shared."""
     first_name: dict[int, str] = {}
+    class_keys: dict[type, tuple[Any, ...]] = {}
     parts: list[Any] = []
     for name, module in model.named_modules(remove_duplicate=False):
         if any(getattr(module, hooks, None) for hooks in _HOOK_DICTS):
@@ -114,27 +117,38 @@ def _structure(model: nn.Module) -> tuple[Any, ...]:
             if t is not None:
                 first_name.setdefault(id(t), f"{name}.{attr}")
             tensors.append((attr, None if t is None else (_tensor_spec(t), first_name[id(t)])))
-        parts.append((name, _class_key(type(module)), module.training, tuple(sorted(module._non_persistent_buffers_set)),
+        cls = type(module)
+        if cls not in class_keys:
+            class_keys[cls] = _class_key(cls)
+        parts.append((name, class_keys[cls], module.training, tuple(sorted(module._non_persistent_buffers_set)),
                       tuple(tensors)))
     return tuple(parts)
 
 
 def _class_key(cls: type) -> tuple[Any, ...]:
-    """The class and the code of every function it defines (below nn.Module): an edited forward misses."""
-    codes = []
+    """The class and every function it defines (below nn.Module): an edited forward misses."""
+    functions = []
     for klass in cls.__mro__:
         if klass is nn.Module or klass is object:
             break
         for attr, value in sorted(vars(klass).items()):
-            code = _code_of(value)
-            if code is not None:
-                codes.append((klass.__qualname__, attr, code))
-    return (cls.__module__, cls.__qualname__, tuple(codes))
+            value = getattr(value, "__func__", value)  # staticmethod / classmethod
+            if isinstance(value, types.FunctionType):
+                functions.append((klass.__qualname__, attr, _function_key(value)))
+    return (cls.__module__, cls.__qualname__, tuple(functions))
 
 
-def _code_of(value: Any) -> types.CodeType | None:
-    value = getattr(value, "__func__", value)  # staticmethod / classmethod
-    return getattr(value, "__code__", None) if callable(value) or isinstance(value, (staticmethod, classmethod)) else None
+def _function_key(fn: types.FunctionType) -> tuple[Any, ...]:
+    """Code, defaults and closure: two classes made by one factory differ only in their closures."""
+    cells = tuple(_cell_key(cell) for cell in fn.__closure__ or ())
+    return (fn.__code__, _value_key(fn.__defaults__), _value_key(fn.__kwdefaults__), cells)
+
+
+def _cell_key(cell: types.CellType) -> Hashable:
+    try:
+        return _value_key(cell.cell_contents)
+    except ValueError:  # a cell not filled yet
+        return "empty"
 
 
 def _value_key(value: Any) -> Hashable:
@@ -150,7 +164,7 @@ def _value_key(value: Any) -> Hashable:
     if isinstance(value, (set, frozenset)):
         return (type(value), frozenset(_value_key(v) for v in value))
     if isinstance(value, types.FunctionType):
-        return ("function", value.__code__, _value_key(value.__defaults__))
-    if isinstance(value, (types.BuiltinFunctionType, type)):
+        return ("function", _function_key(value))
+    if isinstance(value, (types.BuiltinFunctionType, types.ModuleType, type)):
         return ("object", value)
     raise _Uncacheable(f"attribute of type {type(value).__name__}")
