@@ -12,6 +12,8 @@ call :func:`clear` after changing such a global in place.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import enum
 import types
 from collections import OrderedDict
 from typing import Any, Hashable
@@ -165,6 +167,8 @@ def _value_key(value: Any) -> Hashable:
         return (type(value), frozenset(_value_key(v) for v in value))
     if isinstance(value, types.FunctionType):
         return ("function", _function_key(value))
-    if isinstance(value, (types.BuiltinFunctionType, types.ModuleType, type)):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a config object
+        return (type(value), tuple((f.name, _value_key(getattr(value, f.name))) for f in dataclasses.fields(value)))
+    if isinstance(value, (enum.Enum, types.BuiltinFunctionType, types.ModuleType, type)):
         return ("object", value)
     raise _Uncacheable(f"attribute of type {type(value).__name__}")

@@ -82,3 +82,19 @@ def test_models_with_hooks_are_not_cached():
     model = Scaled(1.0)
     model.conv.register_forward_hook(lambda m, i, o: o * 0)
     assert capture_cache.key_of(model, (X,), (True, True)) is None
+
+
+def test_config_dataclasses_are_part_of_the_key():
+    @dataclasses.dataclass
+    class Config:
+        repeats: int
+
+    class Configured(nn.Module):
+        def __init__(self, repeats: int):
+            super().__init__()
+            self.config = Config(repeats)
+
+        def forward(self, x):
+            return torch.cat([x] * self.config.repeats, dim=1)
+
+    assert [fxprune.trace(Configured(k), X)(X).shape[1] for k in (2, 3)] == [6, 9]
