@@ -104,9 +104,25 @@ class _ModuleTracker:
             h.remove()
 
 
+_QUIET_DEPTH = [0]  # nested uses are free: setting ~300 logger levels costs ~10 ms each time
+
+
 @contextlib.contextmanager
 def _quiet_torch_logs():
     """torch.export logs its retries and guard failures as warnings; our error says what matters."""
+    if _QUIET_DEPTH[0]:
+        yield
+        return
+    _QUIET_DEPTH[0] += 1
+    try:
+        with _quiet_torch_logs_now():
+            yield
+    finally:
+        _QUIET_DEPTH[0] -= 1
+
+
+@contextlib.contextmanager
+def _quiet_torch_logs_now():
     names = [n for n in logging.root.manager.loggerDict if n.startswith("torch")]
     loggers = [logging.getLogger(n) for n in names + ["torch"]]
     levels = [lg.level for lg in loggers]
