@@ -44,7 +44,15 @@ def clear() -> None:
 
 
 def key_of(model: nn.Module, inputs: tuple[Any, ...], options: tuple[Any, ...]) -> Hashable | None:
-    """The cache key of capturing ``model`` on ``inputs`` with ``options``; None when uncacheable."""
+    """The cache key of capturing ``model`` on ``inputs`` with ``options``; None when uncacheable.
+
+    >>> import torch
+    >>> conv, x = torch.nn.Conv2d(3, 4, 3), torch.randn(1, 3, 8, 8)
+    >>> key_of(conv, (x,), ()) == key_of(torch.nn.Conv2d(3, 4, 3), (x,), ())  # weights do not count
+    True
+    >>> key_of(conv, (x,), ()) == key_of(torch.nn.Conv2d(3, 4, 5), (x,), ())
+    False
+    """
     if not all(isinstance(t, torch.Tensor) for t in inputs):
         return None
     try:
