@@ -8,7 +8,7 @@ and a warm-up of the tool on a tiny model come first and are not timed. Peak mem
 the process's peak RSS (``resource.getrusage().ru_maxrss``) during the timed calls. Torch-Pruning
 runs under a timeout because it hangs on some models. Correctness checks are objective (see METHOD).
 
-    python benchmarks/bench_analysis.py --out benchmarks/RESULTS.md   # full run (~20 min)
+    python benchmarks/bench_analysis.py --out benchmarks/RESULTS.md   # full run (~20-25 min idle)
     python benchmarks/bench_analysis.py --quick                        # smoke test (< 1 min), prints
 """
 from __future__ import annotations
