@@ -21,6 +21,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from .errors import CaptureError
 from .graph_mode import enable_train_eval
+from . import capture_cache
 from .opaque import record_io, replace_with_leaf
 
 logger = logging.getLogger("fxprune.capture")
@@ -103,9 +104,25 @@ class _ModuleTracker:
             h.remove()
 
 
+_QUIET_DEPTH = [0]  # nested uses are free: setting ~300 logger levels costs ~10 ms each time
+
+
 @contextlib.contextmanager
 def _quiet_torch_logs():
     """torch.export logs its retries and guard failures as warnings; our error says what matters."""
+    if _QUIET_DEPTH[0]:
+        yield
+        return
+    _QUIET_DEPTH[0] += 1
+    try:
+        with _quiet_torch_logs_now():
+            yield
+    finally:
+        _QUIET_DEPTH[0] -= 1
+
+
+@contextlib.contextmanager
+def _quiet_torch_logs_now():
     names = [n for n in logging.root.manager.loggerDict if n.startswith("torch")]
     loggers = [logging.getLogger(n) for n in names + ["torch"]]
     levels = [lg.level for lg in loggers]
@@ -205,7 +222,7 @@ def _export(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool) -> tuple[f
     if doubled is not None:
         try:
             gm = _export_as_is(model, doubled, dynamic, True)
-            if _batch_is_symbolic(gm) and _runs_at_batch(gm, inputs, None) and _runs_at_batch(gm, inputs, 3):
+            if _batch_is_symbolic(gm) and _runs_at_batches(gm, inputs, (None, 3)):
                 return gm, True
             logger.debug("graph captured at batch 2 does not run at batches 1 and 3; capturing at the caller's batch")
         except Exception as error:  # noqa: BLE001 - fall back to the caller's own batch size
@@ -219,8 +236,8 @@ def _export(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool) -> tuple[f
         except Exception as error:  # noqa: BLE001 - try a static batch next
             last_error = error
             continue
-        if _runs_at_batch(gm, inputs, None):
-            return gm, _batch_is_symbolic(gm) and batch is not None and _runs_at_batch(gm, inputs, batch + 1)
+        if _runs_at_batches(gm, inputs, (None,)):
+            return gm, _batch_is_symbolic(gm) and batch is not None and _runs_at_batches(gm, inputs, (batch + 1,))
         last_error = CaptureError(f"the graph captured from {type(model).__name__} does not run on the example input",
                                   hint="the forward bakes an input-dependent value into a guard; try dynamic_hw=False")
     raise last_error  # type: ignore[misc]  # the loop ran at least once
@@ -230,22 +247,25 @@ def _example_batch(inputs: tuple[Any, ...]) -> int | None:
     return next((int(t.shape[0]) for t in inputs if _is_image(t)), None)
 
 
-def _runs_at_batch(gm: fx.GraphModule, inputs: tuple[Any, ...], batch: int | None) -> bool:
-    """Whether ``gm`` runs on the inputs (their images resized to ``batch`` unless None).
+def _runs_at_batches(gm: fx.GraphModule, inputs: tuple[Any, ...], batches: tuple[int | None, ...]) -> bool:
+    """Whether ``gm`` runs on the inputs with their images resized to each of ``batches`` (None: as given).
 
     Runs on fake tensors: it checks the graph's guards and shapes without computing anything and
     without touching the weights or buffers (a train-mode BatchNorm would update its statistics).
+    The weights are made fake once for all batches (on a large model that costs as much as a run).
     """
-    resized = tuple(t[:1].expand(batch, *t.shape[1:]) if batch is not None and _is_image(t) else t for t in inputs)
     with _quiet_torch_logs(), FakeTensorMode(allow_non_fake_inputs=True) as mode:
-        fakes = tuple(mode.from_tensor(t) if isinstance(t, torch.Tensor) else t for t in resized)
         # Fake weights and buffers too: a train-mode BatchNorm would otherwise count a batch.
         state = {name: mode.from_tensor(t) for name, t in [*gm.named_parameters(), *gm.named_buffers()]}
-        try:
-            torch.func.functional_call(gm, state, fakes, strict=False)
-        except Exception as error:  # noqa: BLE001 - any failure means "does not run at this batch"
-            logger.debug("captured graph does not run at batch %s: %s: %s", batch, type(error).__name__, error)
-            return False
+        for batch in batches:
+            resized = tuple(t[:1].expand(batch, *t.shape[1:]) if batch is not None and _is_image(t) else t
+                            for t in inputs)
+            fakes = tuple(mode.from_tensor(t) if isinstance(t, torch.Tensor) else t for t in resized)
+            try:
+                torch.func.functional_call(gm, state, fakes, strict=False)
+            except Exception as error:  # noqa: BLE001 - any failure means "does not run at this batch"
+                logger.debug("captured graph does not run at batch %s: %s: %s", batch, type(error).__name__, error)
+                return False
     return True
 
 
@@ -295,6 +315,10 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True, opa
     opaque leaf: a warning names it, and analysis fixes its channels. Otherwise a
     :class:`CaptureError` names the module.
 
+    A successful capture is cached for the process (:mod:`fxprune.capture_cache`, keyed on the
+    model's structure and code and the input spec): capturing the same model again returns a new
+    copy of the graph bound to clones of the model's current weights without running export.
+
     >>> import torch, fxprune
     >>> gm = fxprune.trace(torch.nn.Conv2d(3, 8, 3, padding=1), torch.randn(1, 3, 16, 16))
     >>> gm(torch.randn(1, 3, 20, 24)).shape
@@ -303,6 +327,10 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True, opa
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     inputs = as_inputs(example_inputs)
+    key = capture_cache.key_of(model, inputs, (dynamic_hw, opaque_fallback))
+    gm = capture_cache.lookup(key, model)
+    if gm is not None:
+        return enable_train_eval(gm, mode=model.training)
     copy_of_model = _copy_structure(model)
     copies = tuple(t.clone() if isinstance(t, torch.Tensor) else copy.deepcopy(t) for t in inputs)
     with _to_debug_log():
@@ -330,4 +358,6 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True, opa
         tuple(tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor)), dynamic_hw, type(model).__name__, opaque,
         dynamic_batch,
     )
+    if not opaque:  # an opaque leaf calls the submodule of this capture's copy: never reuse it
+        capture_cache.store(key, gm, model)
     return gm
