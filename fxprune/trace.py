@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import torch
 import torch.fx as fx
+from torch.utils import _pytree as pytree
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -303,6 +304,28 @@ def _capture(model: nn.Module, inputs: tuple[Any, ...], dynamic_hw: bool, opaque
     return None, dynamic_hw, False, (), first_error, failed_in
 
 
+def _same_outputs(gm: fx.GraphModule, model: nn.Module, inputs: tuple[Any, ...]) -> bool:
+    """A cache hit is used only if it computes what the model computes on the example input (the
+    key cannot see everything a forward reads, e.g. module-level globals); buffers a train-mode
+    forward updates are restored on both sides."""
+    saved = [(b, b.detach().clone()) for m in (gm, model) for b in m.buffers()]
+    try:
+        with torch.no_grad():
+            expected = model(*(t.clone() if isinstance(t, torch.Tensor) else t for t in inputs))
+            got = gm(*(t.clone() if isinstance(t, torch.Tensor) else t for t in inputs))
+        pairs = list(zip(pytree.tree_leaves(expected), pytree.tree_leaves(got)))
+        return len(pairs) == len(pytree.tree_leaves(expected)) and all(
+            isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+            and torch.allclose(a, b, rtol=1e-4, atol=1e-5 * max(1.0, float(a.abs().max()) if a.numel() else 1.0))
+            for a, b in pairs)
+    except Exception:  # noqa: BLE001 - any failure means: capture again
+        return False
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+
+
 def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True, opaque_fallback: bool = True) -> fx.GraphModule:
     """Capture ``model`` as an ATen-level ``GraphModule`` with a fake tensor in ``node.meta["val"]``.
 
@@ -329,8 +352,8 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True, opa
     inputs = as_inputs(example_inputs)
     key = capture_cache.key_of(model, inputs, (dynamic_hw, opaque_fallback))
     gm = capture_cache.lookup(key, model)
-    if gm is not None:
-        return enable_train_eval(gm, mode=model.training)
+    if gm is not None and _same_outputs(enable_train_eval(gm, mode=model.training), model, inputs):
+        return gm
     copy_of_model = _copy_structure(model)
     copies = tuple(t.clone() if isinstance(t, torch.Tensor) else copy.deepcopy(t) for t in inputs)
     with _to_debug_log():

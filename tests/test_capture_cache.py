@@ -98,3 +98,29 @@ def test_config_dataclasses_are_part_of_the_key():
             return torch.cat([x] * self.config.repeats, dim=1)
 
     assert [fxprune.trace(Configured(k), X)(X).shape[1] for k in (2, 3)] == [6, 9]
+
+
+SHIFT = 0.0  # a module-level global the forward reads: invisible to the cache key
+
+
+class _ReadsGlobal(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x) + SHIFT
+
+
+def test_a_hit_that_computes_something_else_is_captured_again():
+    global SHIFT
+    x = torch.randn(1, 3, 8, 8)
+    model = _ReadsGlobal().eval()
+    SHIFT = 0.0
+    fxprune.trace(model, x)
+    SHIFT = 1.0
+    try:
+        again = fxprune.trace(model, x)
+        torch.testing.assert_close(again(x), model(x))
+    finally:
+        SHIFT = 0.0
