@@ -255,19 +255,44 @@ def _runs_at_batches(gm: fx.GraphModule, inputs: tuple[Any, ...], batches: tuple
     without touching the weights or buffers (a train-mode BatchNorm would update its statistics).
     The weights are made fake once for all batches (on a large model that costs as much as a run).
     """
+    real_runs = []  # data-dependent graphs (nonzero, routing) cannot run on fake tensors
     with _quiet_torch_logs(), FakeTensorMode(allow_non_fake_inputs=True) as mode:
         # Fake weights and buffers too: a train-mode BatchNorm would otherwise count a batch.
         state = {name: mode.from_tensor(t) for name, t in [*gm.named_parameters(), *gm.named_buffers()]}
         for batch in batches:
-            resized = tuple(t[:1].expand(batch, *t.shape[1:]) if batch is not None and _is_image(t) else t
-                            for t in inputs)
+            resized = _resized_batch(inputs, batch)
             fakes = tuple(mode.from_tensor(t) if isinstance(t, torch.Tensor) else t for t in resized)
             try:
                 torch.func.functional_call(gm, state, fakes, strict=False)
             except Exception as error:  # noqa: BLE001 - any failure means "does not run at this batch"
+                if _data_dependent(error):
+                    real_runs.append(resized)
+                    continue
                 logger.debug("captured graph does not run at batch %s: %s: %s", batch, type(error).__name__, error)
                 return False
+    saved = [(b, b.detach().clone()) for b in gm.buffers()]
+    try:
+        with torch.no_grad():
+            for resized in real_runs:
+                gm(*(t.clone() if isinstance(t, torch.Tensor) else t for t in resized))
+    except Exception as error:  # noqa: BLE001 - any failure means "does not run at this batch"
+        logger.debug("captured graph does not run: %s: %s", type(error).__name__, error)
+        return False
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
     return True
+
+
+def _resized_batch(inputs: tuple[Any, ...], batch: int | None) -> tuple[Any, ...]:
+    return tuple(t[:1].expand(batch, *t.shape[1:]) if batch is not None and _is_image(t) else t for t in inputs)
+
+
+def _data_dependent(error: Exception) -> bool:
+    names = {type(e).__name__ for e in (error, error.__cause__, error.__context__) if e is not None}
+    return bool(names & {"DynamicOutputShapeException", "DataDependentOutputException", "GuardOnDataDependentSymNode",
+                         "UnsupportedOperatorException"}) or "data-dependent" in str(error).lower()
 
 
 def _export_as_is(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool, dynamic_batch: bool) -> fx.GraphModule:

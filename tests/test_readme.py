@@ -21,6 +21,14 @@ def test_python_block_runs(index, tmp_path, monkeypatch):
     exec(compile(_blocks("python")[index], f"README python block {index}", "exec"), {})
 
 
+def _is_routing(block: str) -> bool:
+    return re.search(r"^variants:", block, flags=re.M) is not None
+
+
+SPEC_BLOCKS = [b for b in _blocks("yaml") if not _is_routing(b)]
+ROUTING_BLOCKS = [b for b in _blocks("yaml") if _is_routing(b)]
+
+
 def _cli_lines() -> list[str]:
     lines = []
     for block in _blocks("bash"):
@@ -47,7 +55,10 @@ def workdir(tmp_path_factory):
         "    def __init__(self, width=8):\n"
         "        super().__init__(torch.nn.Conv2d(3, width, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(width, 3, 3, padding=1))\n"
     )
-    (folder / "spec.yaml").write_text(_blocks("yaml")[0])
+    (folder / "spec.yaml").write_text(SPEC_BLOCKS[0])
+    # the README's routing spec with a short estimator run, so the route command stays quick here
+    (folder / "variants.yaml").write_text(re.sub(r"^(patch|estimator|train):.*$", "", ROUTING_BLOCKS[0], flags=re.M)
+                                          + "patch: 16\nestimator: {steps: 20, windows: 64, held_out: 32}\n")
     Image.fromarray(np.ascontiguousarray(data.astronaut()[100:180, 150:250])).save(folder / "in.png")
     return folder
 
@@ -77,7 +88,16 @@ def test_readme_names_the_test_command_ci_runs():
     assert ci.strip().splitlines()[-1] == "pytest -q"
 
 
-@pytest.mark.parametrize("index", range(len(_blocks("yaml"))))
+@pytest.mark.parametrize("index", range(len(ROUTING_BLOCKS)))
+def test_yaml_routing_block_is_valid(index, tmp_path):
+    from fxprune.cli_route import load_routing_spec
+
+    path = tmp_path / "variants.yaml"
+    path.write_text(ROUTING_BLOCKS[index])
+    assert load_routing_spec(str(path))["variants"]
+
+
+@pytest.mark.parametrize("index", range(len(SPEC_BLOCKS)))
 def test_yaml_spec_block_is_valid_for_edsr(index):
     import torch
 
@@ -85,6 +105,6 @@ def test_yaml_spec_block_is_valid_for_edsr(index):
     from fxprune.models import build
     from fxprune.selection import plan_keep
 
-    spec = fxprune.Spec.from_yaml(_blocks("yaml")[index])
+    spec = fxprune.Spec.from_yaml(SPEC_BLOCKS[index])
     graph = fxprune.analyze(build("edsr", blocks=2, channels=32).eval(), torch.randn(1, 3, 8, 8))
     assert plan_keep(graph, spec)
