@@ -53,8 +53,8 @@ from results_file import replace_section
 HEADING = "## ASSL ablation (bench_assl.py)"
 HERE = Path(__file__).resolve().parent
 SCALE = 2
-FULL = dict(blocks=8, channels=64, batch=8, patch=24, steps=1000, lr=1e-3, seeds=3, pretrained=True, round_to=16)
-QUICK = dict(blocks=1, channels=32, batch=2, patch=16, steps=24, lr=1e-3, seeds=2, pretrained=False, round_to=8)
+FULL = dict(blocks=8, channels=64, batch=8, patch=24, steps=1000, lr=1e-3, lr_schedule="cosine", seeds=3, pretrained=True, round_to=16)
+QUICK = dict(blocks=1, channels=32, batch=2, patch=16, steps=24, lr=1e-3, lr_schedule="cosine", seeds=2, pretrained=False, round_to=8)
 OUT_720P = 360 * 640   # LR pixels of a 1280x720 output at x2
 METHODS = {"assl": "ASSL (default: gate shrink on the schedule)", "assl_paper": "ASSL, paper mode (shrink='paper')",
            "l1_ft": "L1 one-shot + fine-tune", "scratch": "scratch (pruned shape)"}
@@ -71,7 +71,7 @@ def dense_model(cfg: dict) -> torch.nn.Module:
 
 def train_config(cfg: dict, seed: int) -> TrainConfig:
     return TrainConfig(task="sr", scale=SCALE, patch_size=cfg["patch"], batch_size=cfg["batch"], lr=cfg["lr"],
-                       device="cpu", seed=seed, progress=False)
+                       lr_schedule=cfg["lr_schedule"], device="cpu", seed=seed, progress=False)
 
 
 def measure(model: torch.nn.Module, pairs: list) -> dict:
@@ -214,7 +214,8 @@ class Results:
             f"- **Data**: the bundled demo images, random LR patches {cfg['patch']}×{cfg['patch']}, batch {cfg['batch']}, "
             f"flips/rotations; evaluation on the 3 held-out test images, whole images, Y-PSNR/SSIM, shave {SCALE}.\n"
             f"- **Training**: every pruned model gets **{cfg['steps']} steps** in total (ASSL: its whole schedule, "
-            f"phases below; L1: fine-tuning; scratch: training), L1 loss, Adam lr {cfg['lr']}, "
+            f"phases below; L1: fine-tuning; scratch: training), L1 loss, Adam lr {cfg['lr']} "
+            f"({cfg['lr_schedule']} schedule over each run's steps), "
             f"seeds {', '.join(str(s) for s in range(cfg['seeds']))} (the seed sets the batches and scratch's init; "
             f"the dense start is the same).\n"
             f"- **Pruning**: `round_to={cfg['round_to']}`; ratio r removes r of every group's channels (kept: a "

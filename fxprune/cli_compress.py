@@ -69,7 +69,7 @@ def load_spec(path: str | None, args: argparse.Namespace) -> tuple[Spec | list[S
 def train_config(section: dict[str, Any], args: argparse.Namespace) -> TrainConfig:
     """TrainConfig from the spec file's ``train:`` section, overridden by command-line flags."""
     fields = dict(section)
-    for name in ("data", "val_data", "task", "batch_size", "patch_size", "lr", "device", "seed"):
+    for name in ("data", "val_data", "task", "batch_size", "patch_size", "lr", "lr_schedule", "device", "seed"):
         value = getattr(args, name, None)
         if value is not None:
             fields[name] = value
@@ -224,6 +224,8 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int)
     g.add_argument("--patch-size", type=int, help="LR patch size")
     g.add_argument("--lr", type=float, help="Adam learning rate")
+    g.add_argument("--lr-schedule", choices=("constant", "cosine"),
+                   help="constant (default) or cosine decay to 0 over the run")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     g.add_argument("--seed", type=int)
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
