@@ -236,9 +236,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, help="seeds per configuration (default 3)")
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.25, 0.5], help="pruning ratios (default 0.25 0.5)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes, 1 torch thread each (default 2)")
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine"), help="learning-rate schedule (default cosine)")
     args = parser.parse_args()
     cfg = dict(QUICK if args.quick else FULL)
-    for name in ("steps", "seeds"):
+    for name in ("steps", "seeds", "lr_schedule"):
         if getattr(args, name) is not None:
             cfg[name] = getattr(args, name)
     if args.out is None:
