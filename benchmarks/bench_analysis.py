@@ -65,8 +65,9 @@ METHOD = (
     "**TP PixelShuffle**: `get_pruning_group(conv after PixelShuffle(r), prune_conv_in_channels, idxs=[0])"
     ".prune()` must remove r² output channels of the conv before, and the model must still run. "
     "**TP channel attention**: output channel 0 of the first two convs with an N×C×1×1 output (the branch "
-    "broadcast-multiplied onto the features) pruned through their groups, then a forward. fxprune has no "
-    "slicer yet, so its pruned forward is not tested.")
+    "broadcast-multiplied onto the features) pruned through their groups, then a forward. fxprune's pruned "
+    "forward is not run here: tests/test_slice.py slices random units of every group on the default-size zoo "
+    "models and compares the forward with the masked model's.")
 
 
 # ---------------------------------------------------------------- worker side (one tool, one model)
@@ -356,7 +357,7 @@ def correctness_table(rows) -> list[str]:
                  "| TP prune 1 unit of every group | TP PixelShuffle | TP channel attention | fx pruned forward", [
         f"| {n} | {fx['groups']} ({'/'.join(str(v) for v in fx['kinds'].values())}) | {cell(fx, 'pixel_shuffle_fx')} "
         f"| {cell(tp, 'groups')} | {same_units(fx, tp)} | {cell(tp, 'prune_all')} | {cell(tp, 'pixel_shuffle')} | "
-        f"{cell(tp, 'attention')} | n/a (slicer lands in the next issue) |" if "kinds" in fx
+        f"{cell(tp, 'attention')} | not run here (tests/test_slice.py) |" if "kinds" in fx
         else f"| {n} | fxprune {fx['status']} |" for n, _, fx, tp in rows])
 
 

@@ -25,12 +25,8 @@ is rewritten as each run finishes.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as futures
 import copy
 import datetime
-import multiprocessing
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -47,7 +43,7 @@ from fxprune.models import build
 from fxprune.train import TrainConfig, train_model
 from fxprune.weights import pretrained
 
-from bench_analysis import cpu_stall_s
+from bench_common import Clock, run_line, run_pool
 from results_file import replace_section
 
 HEADING = "## ASSL ablation (bench_assl.py)"
@@ -81,16 +77,23 @@ def measure(model: torch.nn.Module, pairs: list) -> dict:
             "macs": fxprune.count_macs(model, (torch.zeros(1, 3, h, w),)) * OUT_720P // (h * w)}
 
 
-def run_one(job: dict) -> dict:
-    """One (method, ratio, seed) run; returns its scores."""
+def worker_start(cfg: dict, seed: int) -> tuple[list, torch.nn.Module, torch.Tensor]:
+    """The start of a run in a worker: 1 torch thread, no warnings; the held-out pairs, the dense model and
+    an example input; then torch and numpy seeded."""
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
-    cfg, method, ratio, seed = job["cfg"], job["method"], job["ratio"], job["seed"]
     pairs = pairs_from(None, "test", task="sr", scale=SCALE)
     dense = dense_model(cfg)
     x = torch.rand(1, 3, 24, 24)
     torch.manual_seed(seed)
     np.random.seed(seed)
+    return pairs, dense, x
+
+
+def run_one(job: dict) -> dict:
+    """One (method, ratio, seed) run; returns its scores."""
+    cfg, method, ratio, seed = job["cfg"], job["method"], job["ratio"], job["seed"]
+    pairs, dense, x = worker_start(cfg, seed)
     start = time.perf_counter()
     extra: dict = {}
     if method in ("assl", "assl_paper"):
@@ -142,7 +145,7 @@ class Results:
     def __init__(self, args, cfg: dict):
         self.args, self.cfg = args, cfg
         self.runs: list[dict] = []
-        self.wall, self.stall = time.perf_counter(), cpu_stall_s()
+        self.clock = Clock()
         self.date = datetime.date.today().isoformat()
         self.bicubic = bicubic_baseline(pairs_from(None, "test", task="sr", scale=SCALE), SCALE)
 
@@ -156,7 +159,7 @@ class Results:
         self.write()
 
     def minutes(self) -> float:
-        return (time.perf_counter() - self.wall) / 60
+        return self.clock.minutes()
 
     def of(self, method: str, ratio: float | None = None) -> list[dict]:
         return [r for r in self.runs if r["method"] == method and (ratio is None or r["ratio"] == ratio)]
@@ -202,11 +205,8 @@ class Results:
 
     def section(self) -> str:
         cfg = self.cfg
-        stall = None if self.stall is None else (cpu_stall_s() - self.stall) / max(1e-9, time.perf_counter() - self.wall)
         setup = (
-            f"Run {self.date} on {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {self.args.jobs} "
-            f"worker process(es) with 1 torch thread each; whole run so far {self.minutes():.1f} min"
-            + ("" if stall is None else f", CPU-wait (PSI some) {stall:.0%}") + ".\n\n"
+            run_line(self.date, self.args.jobs, self.clock) + "\n\n"
             f"- **Model**: " + (f"the shipped trained EDSR {cfg['blocks']} × {cfg['channels']} ×{SCALE} with ASSL's light "
                                 f"upsampler (`fxprune.weights.pretrained`, trained by `benchmarks/train_reference.py`)"
                                 if cfg["pretrained"] else f"an untrained EDSR {cfg['blocks']} × {cfg['channels']} (--quick)")
@@ -251,10 +251,8 @@ def main() -> None:
             for method in METHODS:
                 jobs.append({"cfg": cfg, "method": method, "ratio": ratio, "seed": seed})
     print(f"{len(jobs)} runs of {cfg['steps']} steps on {args.jobs} worker(s); writing {args.out}", flush=True)
-    context = multiprocessing.get_context("spawn")
-    with futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
-        for done in futures.as_completed([pool.submit(run_one, job) for job in jobs]):
-            results.add(done.result())
+    for run in run_pool(run_one, jobs, args.jobs):
+        results.add(run)
     results.write()
     print(f"{HEADING}\n\n{results.section()}")
 

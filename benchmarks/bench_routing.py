@@ -1,9 +1,8 @@
 """Dynamic patch routing: one routed ONNX graph (L1 variants of a dense EDSR x2 + bicubic) against each
 variant alone, over β, in Y-PSNR, MACs and ONNX Runtime latency.
 
-The dense model is the ASSL ablation's EDSR 8x64 x2 (light upsampler; pretrained weights from
-``fxprune.models.build(..., pretrained=True)`` when the zoo has them, else the weights bench_assl.py
-caches, else trained here with bench_assl's settings and cached the same way). Variants:
+The dense model is the ASSL ablation's EDSR 8x64 x2 (light upsampler): the shipped trained weights
+(``fxprune.weights.pretrained``, through ``bench_assl.dense_model``; --quick: a tiny untrained one). Variants:
 ``fxprune.compress(dense, Spec(method, ratio=r, round_to=16))`` for r = 0.25 / 0.5 / 0.75, each
 fine-tuned; the fallback is bicubic as a grouped conv. The error estimator is trained on windows of
 the training images; the Laplacian lookup (ARM) and the oracle (true per-window error) route the
@@ -23,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
-import json
 import statistics
 import tempfile
 import time
@@ -39,12 +36,13 @@ from torch import nn
 import fxprune
 from fxprune.data import demo_images, make_pairs
 from fxprune.metrics import psnr
-from fxprune.models import build
 from fxprune.routing import RoutedModel, Variant, build_variants, routed_macs
 from fxprune.routing.evaluate import sweep
 from fxprune.routing.training import train_estimator
-from fxprune.train import TrainConfig, train_model
+from fxprune.train import TrainConfig
 
+from bench_assl import dense_model
+from bench_common import ort_session
 from results_file import replace_section
 
 HEADING = "## Dynamic patch routing (bench_routing.py)"
@@ -52,11 +50,11 @@ HERE = Path(__file__).resolve().parent
 THREADS = 2
 SCALE = 2
 BETAS = [0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0]
-# the dense model: the ASSL ablation's (bench_assl.FULL), so its cached weights are reused
-DENSE = dict(blocks=8, channels=64, batch=8, patch=32, dense_steps=500, dense_lr=1e-3)
+# the dense model: the ASSL ablation's (bench_assl.FULL: the shipped trained weights)
+DENSE = dict(blocks=8, channels=64, batch=8, patch=32, pretrained=True)
 FULL = dict(DENSE, ratios=(0.25, 0.5, 0.75), finetune_steps=300, finetune_lr=2e-4, patch_route=48, context=4,
             est_steps=1500, est_windows=2048, held_out=512, rounds=5, crop=None, round_to=16)
-QUICK = dict(blocks=1, channels=16, batch=2, patch=16, dense_steps=6, dense_lr=1e-3, ratios=(0.25, 0.5, 0.75),
+QUICK = dict(blocks=1, channels=16, batch=2, patch=16, pretrained=False, ratios=(0.25, 0.5, 0.75),
              finetune_steps=2, finetune_lr=2e-4, patch_route=16, context=4, est_steps=20, est_windows=64,
              held_out=32, rounds=1, crop=96, round_to=4)
 EXTRA_IMAGES = ("retina.jpg", "motorcycle_left.png")
@@ -82,46 +80,11 @@ def eval_images(crop: int | None) -> list[tuple[str, np.ndarray]]:
     return [(n, im[:crop, :crop] if crop else im) for n, im in images]
 
 
-def dense_model(cfg: dict, quick: bool, start: float) -> tuple[nn.Module, str]:
-    """Pretrained zoo weights if the zoo offers them, else bench_assl's cached weights, else train and cache."""
-    options = dict(blocks=cfg["blocks"], channels=cfg["channels"], scale=SCALE, upsampler="light")
-    try:
-        model = build("edsr", pretrained=True, **options)
-        return model.eval(), "pretrained weights from fxprune.models.build(..., pretrained=True)"
-    except Exception as error:  # noqa: BLE001 - no pretrained weights in this version of the zoo
-        reason = f"{type(error).__name__}"
-    key = json.dumps({k: cfg[k] for k in ("blocks", "channels", "batch", "patch", "dense_steps", "dense_lr")},
-                     sort_keys=True)
-    cache = Path(tempfile.gettempdir()) / f"fxprune_bench_assl_dense_{hashlib.sha1(key.encode()).hexdigest()[:10]}.pt"
-    torch.manual_seed(0)
-    model = build("edsr", **options)
-    if cache.exists() and not quick:
-        model.load_state_dict(torch.load(cache, map_location="cpu")["model"])
-        return model.eval(), f"no pretrained zoo weights ({reason}); bench_assl.py's cached dense weights {cache}"
-    config = TrainConfig(task="sr", scale=SCALE, patch_size=cfg["patch"], batch_size=cfg["batch"], lr=cfg["dense_lr"],
-                         device="cpu", seed=0, progress=False)
-    t = time.perf_counter()
-    train_model(model, config, cfg["dense_steps"], SCALE, description="dense")
-    seconds = time.perf_counter() - t
-    if not quick:
-        torch.save({"model": model.state_dict(), "seconds": seconds, "config": key}, cache)
-    log(start, f"dense trained in {seconds:.0f} s")
-    return model.eval(), (f"no pretrained zoo weights ({reason}); trained here ({cfg['dense_steps']} steps at lr "
-                          f"{cfg['dense_lr']}, bench_assl's settings) and cached at {cache}")
-
-
 class OneRoute(nn.Module):
     """The estimator of a single-route routed model: nothing to predict, no MACs."""
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         return windows.new_zeros(windows.shape[0], 1)
-
-
-def session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def median_ms(sess: ort.InferenceSession, feed: dict, rounds: int) -> float:
@@ -155,7 +118,9 @@ def main() -> None:
     start = time.perf_counter()
     folder = Path(tempfile.mkdtemp(prefix="bench_routing_"))
 
-    dense, dense_note = dense_model(cfg, args.quick, start)
+    dense = dense_model(cfg)
+    dense_note = ("the shipped trained weights (`fxprune.weights.pretrained`, bench_assl.py's dense model)"
+                  if cfg["pretrained"] else "untrained (--quick)")
     x = torch.rand(1, 3, 24, 24)
     tune = TrainConfig(task="sr", scale=SCALE, patch_size=cfg["patch"], batch_size=cfg["batch"],
                        lr=cfg["finetune_lr"], steps=cfg["finetune_steps"], device="cpu", seed=0, progress=False)
@@ -193,8 +158,9 @@ def main() -> None:
     per_image: dict[str, list] = {}
     latency: dict[tuple[str, str, float | None], float] = {}
     whole: dict[tuple[str, str], tuple[float, float]] = {}
-    routed_sess, single_sess = session(routed_path), {n: session(p) for n, p in single_paths.items()}
-    whole_sess = {n: session(p) for n, p in whole_paths.items()}
+    routed_sess = ort_session(routed_path, THREADS)
+    single_sess = {n: ort_session(p, THREADS) for n, p in single_paths.items()}
+    whole_sess = {n: ort_session(p, THREADS) for n, p in whole_paths.items()}
     for (name, _), (lr, hr) in zip(images, pairs):
         rows = sweep(routed, [(lr, hr)], BETAS, laplacian=estimator.laplacian)
         dense_rows = sweep(singles["dense"], [(lr, hr)], [])

@@ -1,0 +1,76 @@
+"""Helpers the training benchmarks share (bench_assl.py, bench_sls.py): the run clock with its CPU
+contention, the setup line, the worker pool, and ONNX Runtime timing."""
+from __future__ import annotations
+
+import concurrent.futures as futures
+import multiprocessing
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+
+from bench_analysis import cpu_stall_s
+
+ORT_THREADS = 2
+
+
+class Clock:
+    """Wall time since creation and the share of it during which some task waited for a CPU (Linux PSI)."""
+
+    def __init__(self) -> None:
+        self.wall, self.stall = time.perf_counter(), cpu_stall_s()
+
+    def minutes(self) -> float:
+        return (time.perf_counter() - self.wall) / 60
+
+    def stall_share(self) -> float | None:
+        if self.stall is None:
+            return None
+        return (cpu_stall_s() - self.stall) / max(1e-9, time.perf_counter() - self.wall)
+
+    def text(self) -> str:
+        """``x.x min`` and, where PSI exists, ``, CPU-wait (PSI some) y%``."""
+        stall = self.stall_share()
+        return f"{self.minutes():.1f} min" + ("" if stall is None else f", CPU-wait (PSI some) {stall:.0%}")
+
+
+def run_line(date: str, jobs: int, clock: Clock) -> str:
+    """The first line of a section: date, machine, torch, workers, time so far and CPU contention."""
+    return (f"Run {date} on {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {jobs} "
+            f"worker process(es) with 1 torch thread each; whole run so far {clock.text()}.")
+
+
+def run_pool(work: Callable[[dict], Any], jobs: Iterable[dict], workers: int) -> Iterator[Any]:
+    """``work(job)`` for every job in ``workers`` spawned processes; yields the results as they finish."""
+    context = multiprocessing.get_context("spawn")
+    with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        for done in futures.as_completed([pool.submit(work, job) for job in jobs]):
+            yield done.result()
+
+
+def ort_session(path: Path, threads: int = ORT_THREADS):
+    """A CPU ONNX Runtime session with ``threads`` intra-op threads that do not spin between runs."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")   # idle workers would steal a core
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def interleaved_median_ms(sessions: dict[str, Any], feed: dict, rounds: int) -> dict[str, float]:
+    """Median ms per session over ``rounds`` rounds that run every session once, the order reversed
+    every other round, so a busy phase of the machine hits them alike (one warm-up run each first)."""
+    for session in sessions.values():
+        session.run(None, feed)
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for r in range(rounds):
+        for k in (list(sessions) if r % 2 == 0 else list(sessions)[::-1]):
+            start = time.perf_counter()
+            sessions[k].run(None, feed)
+            times[k].append((time.perf_counter() - start) * 1000)
+    return {k: statistics.median(v) for k, v in times.items()}
