@@ -12,6 +12,7 @@ from onnx import numpy_helper
 
 import fxprune
 from fxprune.errors import SpecError
+from fxprune.latency.choose import _Measured, _closest
 from fxprune.latency import ConvSig, LatencyModel, LatencyTable, _session, choose_counts, conv_onnx, plan_for_latency
 from fxprune.models import build
 from fxprune.selection import plan_keep
@@ -102,7 +103,7 @@ def test_compress_to_a_latency_budget_predicts_within_it(edsr):
     model, x = edsr
     small = fxprune.compress(model, fxprune.Spec(latency=0.6, round_to=4), (x,))
     budget = small.meta["fxprune"]["latency"]
-    assert budget["predicted_ms"] <= 0.6 * budget["dense_ms"]
+    assert 1 <= budget["measured_plans"] <= 3 and budget["measured_fraction"] > 0   # the plan was timed
     assert budget["threads"] == 1
     assert fxprune.count_macs(small, (x,)) < fxprune.count_macs(model, (x,))
     assert small(x).shape == model(x).shape
@@ -116,8 +117,8 @@ def test_predictions_use_the_table_and_the_plan_keeps_the_counts(edsr):
     convs = LatencyModel(graph, (x,), dense_ms=1e9).conv_ms  # a given dense time: no export needed
     lat = LatencyModel(graph, (x,), dense_ms=1.1 * convs)
     assert lat.table.measured == 0 and lat.predict({}) == pytest.approx(1.1 * convs)
-    plan = plan_for_latency(graph, fxprune.Spec(latency=0.7, round_to=4), (x,), model=lat)
-    assert plan.predicted_ms <= 0.7 * 1.1 * convs + 1e-9 and plan.keep
+    plan = plan_for_latency(graph, fxprune.Spec(latency=0.7, round_to=4), (x,), model=lat, measure_rounds=0)
+    assert plan.predicted_ms <= 0.7 * 1.1 * convs + 1e-9 and plan.keep and plan.measured_fraction is None
     assert {gid: int(units.sum()) for gid, units in plan.keep.items()} == {
         gid: c for gid, c in plan.counts.items() if c < graph.groups[gid].channels}
     assert plan.predicted_ms == pytest.approx(lat.predict_counts(plan.counts))
@@ -162,3 +163,17 @@ def test_cli_validates_latency_like_macs():
 
     assert bad_number(argparse.Namespace(latency=1.5)) == "--latency must be a fraction in (0, 1], got 1.5"
     assert bad_number(argparse.Namespace(latency=0.5)) is None
+
+
+def _timed(fraction: float) -> _Measured:
+    return _Measured(counts={0: int(fraction * 100)}, keep={}, predicted=fraction, fraction=fraction)
+
+
+@pytest.mark.parametrize("fractions, chosen", [
+    ((0.40, 0.49, 0.52), 0.49),   # within 5% of 0.5: the largest at or under the target
+    ((0.40, 0.52), 0.52),         # within 5% only above it: the nearest
+    ((0.30, 0.44, 0.60), 0.44),   # none within: the largest under the target
+    ((0.70, 0.60), 0.60),         # every plan too slow: the fastest
+])
+def test_the_timed_plan_kept_is_the_right_one(fractions, chosen):
+    assert _closest([_timed(f) for f in fractions], 0.5).fraction == chosen
