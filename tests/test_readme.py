@@ -108,3 +108,11 @@ def test_yaml_spec_block_is_valid_for_edsr(index):
     spec = fxprune.Spec.from_yaml(SPEC_BLOCKS[index])
     graph = fxprune.analyze(build("edsr", blocks=2, channels=32).eval(), torch.randn(1, 3, 8, 8))
     assert plan_keep(graph, spec)
+
+
+def test_readme_numbers_are_the_benchmarks_own_lines():
+    """The README's measured figures are copied from RESULTS.md by benchmarks/readme_numbers.py;
+    a hand edit of either side (or a rerun without the copy) makes the block stale."""
+    script = Path(__file__).parent.parent / "benchmarks" / "readme_numbers.py"
+    done = subprocess.run(["python", str(script), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, "run python benchmarks/readme_numbers.py (the README block is stale)"
