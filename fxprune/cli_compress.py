@@ -21,7 +21,7 @@ from .counting import count_macs, count_params
 from .data import pairs_from
 from .counting import nm_layers
 from .errors import FxpruneError, SpecError
-from .methods import get_method, registered_methods
+from .methods import method_for, registered_methods
 from .nm_check import check_nm
 from .metrics import bicubic_baseline, evaluate
 from .model_io import save
@@ -152,8 +152,7 @@ def finish(
 def _needs_training(spec: Spec | list[Spec], args: argparse.Namespace, section: dict[str, Any]) -> bool:
     if isinstance(spec, list):
         return any(_needs_training(stage, args, section) for stage in spec)
-    method = get_method(spec.method)
-    return (spec.method == "assl" or (method is not None and method.trains) or bool(section.get("steps"))
+    return (method_for(spec).trains or bool(section.get("steps"))
             or bool(getattr(args, "finetune_steps", None)))
 
 
@@ -240,7 +239,7 @@ def add_commands(sub: Any) -> None:
                        "OUT/model.onnx, OUT/report.md and OUT/coupled.html.")
     _model_arguments(p)
     p.add_argument("--spec", help="YAML/JSON spec file (Spec fields, plus an optional 'train:' section)")
-    p.add_argument("--method", choices=("l1", "assl", *registered_methods()), help="overrides the spec's method")
+    p.add_argument("--method", choices=registered_methods(), help="overrides the spec's method")
     p.add_argument("--ratio", type=float, help="overrides the spec's ratio")
     p.add_argument("--macs", type=float, help="overrides the spec's MAC budget")
     p.add_argument("--latency", type=float, help="keep at most this fraction of the dense model's ONNX Runtime latency "

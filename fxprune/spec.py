@@ -32,7 +32,7 @@ _ASSL_ONLY = ("align", "reg_step", "reg_interval", "reg_ceiling", "hold_steps", 
 FIELD_OWNERS: dict[str, tuple[str, ...]] = {
     **{name: ("l1", "assl") for name in ("ratio", "round_to", "latency")},
     **{name: ("assl",) for name in _ASSL_ONLY},
-    "steps": ("assl", "sls", "nm"),
+    "steps": ("l1", "assl", "sls", "nm"),
     "m": NM_METHODS, "budget": NM_METHODS, "hardware": NM_METHODS, "n": ("nm",),
     **{name: ("sls",) for name in ("rerank_every", "reg_weight", "anneal_every", "anneal_factor",
                                    "anneal_threshold", "search_steps")},
@@ -75,7 +75,8 @@ class Spec:
         finetune_steps: steps of fine-tuning with the pruned channels masked (100000, our choice).
         steps: if set, every phase (SSA, growth, hold, fine-tuning) is scaled so the schedule
             takes this many steps in total. For ``sls`` the total of search and fine-tuning;
-            for ``nm`` the optional fine-tuning under the frozen mask.
+            for ``nm`` the optional fine-tuning under the frozen mask; for ``l1`` the optional
+            fine-tuning of the sliced model.
         shrink: ``"schedule"`` (default): besides the penalty, ``pruner.step()`` caps every
             unimportant gate (and its bias) at a fraction of its value when its penalty started;
             the fraction falls with the accumulated penalty factor α and reaches 0 at the prune
