@@ -1,6 +1,7 @@
 """fxprune: structured-sparsity compression of image-restoration networks as torch.fx passes."""
 from __future__ import annotations
 
+from ._version import __version__
 from .analysis import analyze, build_channel_graph
 from .api import compress, convert, prepare
 from .counting import count_macs, count_params
@@ -28,7 +29,6 @@ from .trace import trace
 from .viz import visualize
 from . import routing  # dynamic patch routing (fxprune.routing.RoutedModel, build_variants, train_estimator)
 
-__version__ = "0.1.0"
 
 __all__ = [
     "AsslPruner",

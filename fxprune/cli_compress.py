@@ -157,9 +157,9 @@ def _needs_training(spec: Spec | list[Spec], args: argparse.Namespace, section: 
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from .cli import _build_from_args
+    from .cli_args import build_from_args
 
-    model, x = _build_from_args(args)
+    model, x = build_from_args(args)
     spec, section = load_spec(args.spec, args)
     if args.finetune_steps is not None:
         section["steps"] = args.finetune_steps
@@ -232,12 +232,12 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
 
 def add_commands(sub: Any) -> None:
     """Register ``compress`` and ``demo`` on the CLI's subparsers."""
-    from .cli import _model_arguments
+    from .cli_args import model_arguments
 
     p = sub.add_parser("compress", help="compress a model as a spec says; write model, ONNX and report.md",
                        description="Compress MODEL (training when the method needs it) and write OUT/model.pt2, "
                        "OUT/model.onnx, OUT/report.md and OUT/coupled.html.")
-    _model_arguments(p)
+    model_arguments(p)
     p.add_argument("--spec", help="YAML/JSON spec file (Spec fields, plus an optional 'train:' section)")
     p.add_argument("--method", choices=registered_methods(), help="overrides the spec's method")
     p.add_argument("--ratio", type=float, help="overrides the spec's ratio")

@@ -12,13 +12,13 @@ import json
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import yaml
 
 from .errors import SpecError
 
-METHODS = ("l1", "assl", "sls", "nm")
+METHODS = ("l1", "assl", "sls", "nm")  # the built-in methods; declare_method adds registered ones
 ALIGNMENTS = ("joint", "ssa")
 SHRINKS = ("schedule", "paper")
 OVERRIDE_FIELDS = ("ratio", "round_to")
@@ -364,3 +364,23 @@ def _check_override(key: Any, value: Any, allowed: tuple[str, ...] = OVERRIDE_FI
         _check_count(f"{where}.m", value["m"], minimum=2)
     if "n" in value:
         _check_count(f"{where}.n", value["n"], minimum=1)
+
+
+def declare_method(name: str, owns: Iterable[str] = (), override_fields: Iterable[str] | None = None) -> None:
+    """Let ``Spec`` accept ``method=name``; :func:`fxprune.methods.register_method` calls it.
+
+    The method becomes an owner of the fields in ``owns`` (existing Spec fields it reads; a field
+    no method owns is open to all already), and its overrides take ``override_fields`` (default:
+    ``ratio`` and ``round_to``)."""
+    global METHODS
+    owns = tuple(owns)
+    unknown = sorted(set(owns) - {f.name for f in fields(Spec)})
+    if unknown:
+        raise ValueError(f"method {name!r} declares fields Spec does not have: {unknown}")
+    if name not in METHODS:
+        METHODS = (*METHODS, name)
+    for spec_field in owns:
+        if spec_field in FIELD_OWNERS and name not in FIELD_OWNERS[spec_field]:
+            FIELD_OWNERS[spec_field] = (*FIELD_OWNERS[spec_field], name)
+    if override_fields is not None:
+        METHOD_OVERRIDE_FIELDS[name] = tuple(override_fields)

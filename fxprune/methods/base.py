@@ -25,7 +25,7 @@ import torch.fx as fx
 from torch import nn
 
 from ..errors import SpecError
-from ..spec import FIELD_OWNERS, METHOD_OVERRIDE_FIELDS, OVERRIDE_FIELDS, Spec
+from ..spec import FIELD_OWNERS, METHOD_OVERRIDE_FIELDS, OVERRIDE_FIELDS, Spec, declare_method
 
 
 class Pruner(ABC):
@@ -98,7 +98,9 @@ class Method:
     ``prepare(model, spec, example_inputs)`` returns a :class:`Pruner` for a training loop (the
     built-in one or the user's); ``one_shot(model, spec, example_inputs)`` returns the compressed,
     stamped and verified model at once (``fxprune.compress`` may fine-tune it; ``fxprune.prepare``
-    refuses it). ``trains``: the method cannot decide without training.
+    refuses it). ``trains``: the method cannot decide without training. ``owns``: the Spec fields
+    it reads besides those the built-in table (``fxprune.spec.FIELD_OWNERS``) gives it, and
+    ``own_overrides`` the settings its overrides take (registration tells ``Spec``).
     """
 
     name: str
@@ -106,6 +108,8 @@ class Method:
     prepare: Callable[[nn.Module, Spec, Any], Pruner] | None = None
     one_shot: Callable[[nn.Module, Spec, Any], fx.GraphModule] | None = None
     summary: str = ""
+    owns: tuple[str, ...] = ()
+    own_overrides: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if (self.prepare is None) == (self.one_shot is None):
@@ -128,9 +132,10 @@ _REGISTRY: dict[str, Method] = {}
 
 
 def register_method(method: Method) -> Method:
-    """Add ``method`` to the registry (a name can be registered once)."""
+    """Add ``method`` to the registry (a name can be registered once) and let ``Spec`` accept it."""
     if method.name in _REGISTRY and _REGISTRY[method.name] is not method:
         raise ValueError(f"a method named {method.name!r} is already registered")
+    declare_method(method.name, method.owns, method.own_overrides)
     _REGISTRY[method.name] = method
     return method
 
