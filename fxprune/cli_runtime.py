@@ -7,11 +7,8 @@ to ONNX with :func:`fxprune.export_onnx` (which checks the file in ONNX Runtime 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
-
-from torch import nn
 
 from .cli_args import is_saved_model, load_saved
 from .errors import FxpruneError

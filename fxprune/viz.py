@@ -15,11 +15,10 @@ block's sources, networkx) with rows ordered by the mean row of their predecesso
 script only turns that into coordinates: a block's size depends on which of its sub-blocks are
 expanded, so the arithmetic is done when a block is opened or closed.
 
-``fxprune graph MODEL -o coupled.html`` writes the page from the command line.
+``fxprune graph MODEL -o coupled.html`` writes the page from the command line (:mod:`fxprune.cli`).
 """
 from __future__ import annotations
 
-import argparse
 import colorsys
 import html
 import json
@@ -33,10 +32,9 @@ import numpy as np
 import torch
 import torch.fx as fx
 
-from .errors import FxpruneError
 from .graph import ChannelGraph, Group
 
-__all__ = ["visualize", "group_color", "add_graph_command"]
+__all__ = ["visualize", "group_color"]
 
 # Leaf modules of these classes are drawn as one node, even without parameters of their own.
 _LAYER_CLASSES = re.compile(
