@@ -11,17 +11,7 @@ schedule length; ``"paper"`` leaves the gates to the penalty alone. At the end o
 hold phase the unimportant channels are masked out of the activations, so fine-tuning trains
 exactly the model that ``convert`` will slice.
 
->>> import torch, fxprune
->>> from fxprune.models import build
->>> model = build("edsr", blocks=2, channels=16)
->>> x = torch.randn(1, 3, 12, 12)
->>> pruner = fxprune.prepare(model, fxprune.Spec(method="assl", ratio=0.5, round_to=1, steps=4), (x,))
->>> torch.testing.assert_close(pruner.model(x), model(x))     # the gates start at the filter norms
->>> for _ in range(4):
-...     loss = pruner.model(x).abs().mean() + pruner.penalty()
-...     loss.backward(); pruner.step()
->>> pruner.done, fxprune.convert(pruner).get_parameter("head.weight").shape
-(True, torch.Size([8, 3, 3, 3]))
+The user's loop around it is the example of :func:`fxprune.prepare`.
 """
 from __future__ import annotations
 
