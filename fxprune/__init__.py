@@ -1,8 +1,9 @@
 """fxprune: structured-sparsity compression of image-restoration networks as torch.fx passes."""
 from __future__ import annotations
 
+from ._version import __version__
 from .analysis import analyze, build_channel_graph
-from .api import compress
+from .api import compress, convert, prepare
 from .counting import count_macs, count_params
 from .coupling import register_coupling
 from .errors import (
@@ -18,17 +19,16 @@ from .errors import (
 )
 from .graph import ChannelGraph, Group, Member
 from .methods import Pruner
+from .methods.assl import AsslPruner
 from .model_io import load, save
 from .nm_check import NMReport, check_nm
 from .passes.export_onnx import ExportReport, OnnxExportError, check_onnx_parity, export_onnx
-from .pruner import AsslPruner, convert, prepare
 from .spec import Spec
 from .train import TrainConfig
 from .trace import trace
 from .viz import visualize
 from . import routing  # dynamic patch routing (fxprune.routing.RoutedModel, build_variants, train_estimator)
 
-__version__ = "0.1.0"
 
 __all__ = [
     "AsslPruner",

@@ -1,27 +1,62 @@
-"""The public entry points: thin orchestration of trace, analysis, selection and passes."""
+"""The public entry points ``compress`` / ``prepare`` / ``convert``: dispatch through the method
+registry (:mod:`fxprune.methods`), with nothing method-specific here."""
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, Mapping
 
 import torch.fx as fx
 from torch import nn
 
-import dataclasses
-import warnings
-
-from .analysis import analyze
-from .budget import ratio_for_macs
-from .errors import SpecError
-from .latency import plan_for_latency
-from .passes.slice_channels import slice_channels
-from .record import stamp
-from .selection import nothing_pruned, plan_keep
-from .methods import Method, get_method
-from .pruner import as_spec, convert, prepare
-from .schedule import AsslSchedule
+from .errors import SpecError, StageError
+from .methods import Method, Pruner, method_for
 from .spec import Spec
 from .train import TrainConfig, check_task, infer_scale, train_model
-from .verify import verify_sliced
+
+
+def as_spec(spec: Spec | Mapping[str, Any]) -> Spec:
+    if isinstance(spec, Mapping):
+        return Spec.from_dict(spec)
+    if not isinstance(spec, Spec):
+        raise SpecError("<root>", f"expected fxprune.Spec or a dict, got {type(spec).__name__}")
+    return spec
+
+
+def prepare(model: nn.Module, spec: Spec | Mapping[str, Any], example_inputs: Any) -> Pruner:
+    """Trace ``model``, set up ``spec.method`` on it and return the method's :class:`~fxprune.Pruner`.
+
+    Train ``pruner.model`` in your own loop (``loss = task + pruner.penalty()``, ``pruner.step()``
+    after each optimizer step) until ``pruner.done``, then :func:`convert`. ``nm`` is done at once,
+    or after its optional fine-tuning steps; a method with no pruner (``l1``) is for :func:`compress`.
+
+    >>> import torch, fxprune
+    >>> from fxprune.models import build
+    >>> model = build("edsr", blocks=2, channels=16)
+    >>> x = torch.randn(1, 3, 12, 12)
+    >>> pruner = fxprune.prepare(model, fxprune.Spec(method="assl", ratio=0.5, round_to=1, steps=4), (x,))
+    >>> torch.testing.assert_close(pruner.model(x), model(x))     # the gates start at the filter norms
+    >>> for _ in range(4):
+    ...     loss = pruner.model(x).abs().mean() + pruner.penalty()
+    ...     loss.backward(); pruner.step()
+    >>> pruner.done, fxprune.convert(pruner).get_parameter("head.weight").shape
+    (True, torch.Size([8, 3, 3, 3]))
+    """
+    spec = as_spec(spec)
+    method = method_for(spec)
+    if method.prepare is None:
+        raise SpecError("method", f"prepare() sets up a training loop; {spec.method!r} is one-shot: use fxprune.compress")
+    return method.prepare(model, spec, example_inputs)
+
+
+def convert(pruner: Pruner) -> fx.GraphModule:
+    """The plain, smaller GraphModule (eval mode) of a run: ``pruner.convert()``, which checks it
+    against the trained model. Converting before the schedule has finished works, with a warning."""
+    if not isinstance(pruner, Pruner):
+        raise StageError(
+            f"convert() takes the pruner that fxprune.prepare() returned, got {type(pruner).__name__}"
+            + (" (pass the pruner, not pruner.model)" if isinstance(pruner, nn.Module) else "")
+        )
+    return pruner.convert()
 
 
 def compress(
@@ -29,19 +64,14 @@ def compress(
 ) -> fx.GraphModule:
     """Compress ``model`` as ``spec`` says and return a plain, smaller GraphModule.
 
-    With ``Spec(method="l1", ratio=r)`` every prunable group loses the fraction ``r`` of its units
-    with the smallest L1 filter norm (summed over the group's producers), rounded to ``round_to``.
-    With ``macs=m`` one global ratio is searched so the result keeps at most ``m`` of the MACs.
-    With ``latency=f`` per-group counts are chosen so the predicted ONNX Runtime latency is at most
-    ``f`` of the dense model's measured one (:func:`fxprune.latency.plan_for_latency`; the
-    prediction is in ``small.meta["fxprune"]["latency"]``).
-    ``train=TrainConfig(steps=n)`` then fine-tunes the pruned model for ``n`` steps.
+    ``spec.method`` names a registered method (:mod:`fxprune.methods`: ``l1`` by default, ``assl``,
+    ``sls``, ``nm``): ``compress`` runs :func:`prepare`, then, for a method that trains or when
+    there are fine-tuning steps, the built-in loop driven by the pruner's hooks (the run's length
+    is ``spec.steps`` or ``train.steps``), then :func:`convert`. ``train=TrainConfig(steps=n)``
+    fine-tunes a one-shot method's result for ``n`` steps.
 
     A list of specs runs them as stages, each on the output of the one before (see
     :func:`compress_stages`), e.g. ASSL channels then SLS N:M.
-
-    ``Spec(method="assl", ...)`` needs ``train``: the built-in loop runs ``prepare``, the whole
-    schedule (its length is ``spec.steps`` or ``train.steps``) and ``convert``.
 
     >>> import torch, fxprune
     >>> from fxprune.models import build
@@ -54,79 +84,44 @@ def compress(
     spec = as_spec(spec)
     if train is not None and not isinstance(train, TrainConfig):
         raise TypeError(f"train must be a fxprune.TrainConfig, got {type(train).__name__}")
-    method = get_method(spec.method)
-    if method is not None:  # a method of the registry (fxprune.methods)
-        return _compress_method(method, model, spec, example_inputs, train)
-    if spec.method == "assl":
-        return _compress_assl(model, spec, example_inputs, train)
-    graph = analyze(model, example_inputs)
-    ratio = ratio_for_macs(graph, spec, example_inputs) if spec.macs is not None else None
-    budget = plan_for_latency(graph, spec, example_inputs) if spec.latency is not None else None
-    keep = budget.keep if budget is not None else plan_keep(graph, spec, ratio=ratio)
-    if not keep:
-        warnings.warn(nothing_pruned("fxprune.compress", graph, spec, ratio), stacklevel=2)
-    small = stamp(slice_channels(graph, keep), graph, keep, spec)
-    if budget is not None:
-        small.meta["fxprune"]["latency"] = budget.summary()
-    verify_sliced(small, graph.gm, graph, keep, example_inputs)
-    if train is not None and train.steps:
-        scale = train.scale or infer_scale(small, example_inputs)
-        log = train_model(small, train, train.steps, scale, description="fine-tune")
-        small.meta["fxprune"]["train"] = log.as_dict()
-        small.eval()
-    return small
-
-
-def _compress_assl(model: nn.Module, spec: Spec, example_inputs: Any, train: TrainConfig | None) -> fx.GraphModule:
-    if train is None:
-        raise SpecError("method", "'assl' learns which channels to drop, so it needs training: pass "
-                        "train=fxprune.TrainConfig(steps=...) or use fxprune.prepare/convert in your own loop")
-    if spec.steps is None:
-        if not train.steps:
-            raise SpecError("steps", "set Spec.steps or TrainConfig.steps (the paper's full schedule is "
-                            f"{AsslSchedule.from_spec(spec).total} steps)")
-        spec = dataclasses.replace(spec, steps=train.steps)
-    elif train.steps and train.steps != spec.steps:
-        raise SpecError("steps", f"Spec.steps={spec.steps} and TrainConfig.steps={train.steps} disagree; set one")
-    scale = train.scale or infer_scale(model, example_inputs)
-    check_task(train, scale)
-    pruner = prepare(model, spec, example_inputs)
-    def status() -> dict:
-        return {"phase": pruner.phase, "α": round(pruner.alpha(), 4), "γ drop/keep": round(pruner.gate_ratio(), 3)}
-
-    log = train_model(pruner.model, train, pruner.schedule.total, scale, extra_loss=pruner.penalty,
-                      after_step=pruner.step, status=status, description="assl", state=pruner)
-    small = convert(pruner)
-    small.meta["fxprune"]["train"] = log.as_dict()
-    return small
+    return _compress_method(method_for(spec), model, spec, example_inputs, train)
 
 
 def _compress_method(method: Method, model: nn.Module, spec: Spec, example_inputs: Any,
                      train: TrainConfig | None) -> fx.GraphModule:
-    """prepare → the built-in loop driven by the pruner's hooks → convert, for a registered method."""
+    """prepare → the built-in loop driven by the pruner's hooks → convert, for a registered method;
+    or, for a one-shot method, its result and optional fine-tuning."""
+    given = spec
     steps = train.steps if train is not None else None
     if spec.steps is None and steps:
         spec = dataclasses.replace(spec, steps=steps)
     elif spec.steps is not None and steps and steps != spec.steps:
         raise SpecError("steps", f"Spec.steps={spec.steps} and TrainConfig.steps={steps} disagree; set one")
     if train is None and (method.trains or spec.steps):
-        raise SpecError("method", f"{spec.method!r} {'learns its decisions' if method.trains else 'fine-tunes'} by "
-                        "training: pass train=fxprune.TrainConfig(steps=...) or use fxprune.prepare/convert in your "
-                        "own loop")
+        why = "learns its decisions by training" if method.trains else f"fine-tunes for steps={spec.steps}"
+        raise SpecError("method", f"{spec.method!r} {why}, so it needs training: pass "
+                        "train=fxprune.TrainConfig(steps=...) or use fxprune.prepare/convert in your own loop")
     if method.trains and spec.steps is None:
         raise SpecError("steps", "set Spec.steps or TrainConfig.steps")
-    pruner = method.prepare(model, spec, example_inputs)
-    log = None
-    if train is not None and pruner.total_steps:
+    scale = None
+    if train is not None and spec.steps:  # checked before prepare, which can take a while
         scale = train.scale or infer_scale(model, example_inputs)
         check_task(train, scale)
+    if method.one_shot is not None:
+        small = method.one_shot(model, given, example_inputs)
+        if scale is not None:
+            small.meta["fxprune"]["train"] = train_model(small, train, spec.steps, scale, description="fine-tune").as_dict()
+            small.eval()
+        return small
+    pruner = method.prepare(model, spec, example_inputs)
+    if scale is not None and pruner.total_steps:
         log = train_model(pruner.model, train, pruner.total_steps, scale, extra_loss=pruner.penalty,
                           after_step=pruner.step, status=pruner.status, description=spec.method,
                           param_groups=pruner.param_groups(train.lr, train.gate_lr), state=pruner)
-    small = pruner.convert()
-    if log is not None:
+        small = pruner.convert()
         small.meta["fxprune"]["train"] = log.as_dict()
-    return small
+        return small
+    return pruner.convert()
 
 
 def compress_stages(model: nn.Module, specs: list | tuple, example_inputs: Any,

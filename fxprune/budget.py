@@ -16,8 +16,7 @@ import torch.fx as fx
 from .counting import _Pricer
 from .errors import SpecError
 from .graph import ChannelGraph
-from .passes.slice_channels import kept_indices
-from .selection import l1_scores, plan_keep
+from .selection import kept_indices, l1_scores, plan_keep
 from .spec import Spec
 from .trace import as_inputs
 

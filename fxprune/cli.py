@@ -1,69 +1,65 @@
 """The ``fxprune`` command line.
 
-``fxprune analyze MODEL`` prints the channel groups of a model. MODEL is a zoo name with options
-(``edsr --blocks 16 --channels 64 --scale 2``) or ``package.module:Class`` with ``--kwargs JSON``.
+``fxprune analyze MODEL`` prints the channel groups of a model; ``fxprune graph MODEL`` writes the
+interactive page of them. MODEL is a zoo name with options (``edsr --blocks 16 --channels 64
+--scale 2``), ``package.module:Class`` with ``--kwargs JSON``, or a saved ``.pt2`` (see
+:mod:`fxprune.cli_args`). The other commands live in ``cli_runtime`` (export, infer),
+``cli_compress`` (compress, demo) and ``cli_route`` (route); no module outside the CLI imports it.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
 import sys
 import warnings
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
-import torch
-from torch import nn
-
-from . import models
 from .analysis import analyze
-from .cli_args import bad_number
+from . import cli_runtime  # export / infer (their command bodies)
+from .cli_args import bad_number, build_from_args, load_model, model_arguments  # noqa: F401 - load_model: a public name here
+from .cli_compress import add_commands
+from .cli_route import add_route_command
 from .errors import FxpruneError
-
-
-def load_model(spec: str, options: dict) -> nn.Module:
-    """Build a zoo model by name, or import ``package.module:Class`` and call it with ``options``,
-    or load a saved fxprune model file (``.pt2``, see :func:`fxprune.save`)."""
-    from .cli_runtime import is_saved_model, load_saved
-
-    if is_saved_model(spec):
-        return load_saved(spec, options)
-    if ":" in spec:
-        module_name, _, attr = spec.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as error:
-            raise FxpruneError(f"cannot import '{spec}': {error}") from error
-        return factory(**options)
-    return models.build(spec, **options)
-
-
-def _model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="zoo name (" + ", ".join(models.names()) + ") or package.module:Class")
-    parser.add_argument("--kwargs", default="{}", help="JSON constructor arguments, e.g. '{\"blocks\": 16}'")
-    parser.add_argument("--blocks", type=int, help="zoo option: residual blocks")
-    parser.add_argument("--channels", type=int, help="zoo option: feature channels")
-    parser.add_argument("--scale", type=int, help="zoo option: upscaling factor")
-    parser.add_argument("--input-size", type=int, nargs=2, default=(32, 32), metavar=("H", "W"),
-                        help="example input height and width used for capture (default 32 32)")
-
-
-def _build_from_args(args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor]:
-    try:
-        options = json.loads(args.kwargs)
-    except json.JSONDecodeError as error:
-        raise FxpruneError(f"--kwargs is not valid JSON: {error}") from error
-    for key in ("blocks", "channels", "scale"):
-        if getattr(args, key) is not None:
-            options[key] = getattr(args, key)
-    model = load_model(args.model, options).eval()
-    return model, torch.randn(1, 3, *args.input_size)
+from .viz import visualize
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    model, x = _build_from_args(args)
+    model, x = build_from_args(args)
     graph = analyze(model, (x,), strict=args.strict)
     print(graph.summary())
+    return 0
+
+
+def add_graph_command(sub: Any) -> argparse.ArgumentParser:
+    """Register ``fxprune graph MODEL -o coupled.html`` on the CLI's subparsers; return its parser.
+
+    >>> parser = argparse.ArgumentParser(prog="fxprune")
+    >>> p = add_graph_command(parser.add_subparsers(dest="command"))
+    >>> parser.parse_args(["graph", "edsr", "-o", "x.html"]).output
+    'x.html'
+    """
+    p = sub.add_parser("graph", help="write an interactive HTML page of the coupled layers")
+    model_arguments(p)
+    p.add_argument("-o", "--output", default="coupled.html", help="HTML file to write (default coupled.html)")
+    p.add_argument("--title", help="page title (default: the model's class)")
+    p.add_argument("--strict", action="store_true", help="fail on an op without a coupling rule instead of fixing it")
+    p.set_defaults(run=_cmd_graph)
+    return p
+
+
+def _cmd_graph(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise FxpruneError(f"output directory '{out.parent}' does not exist")
+    model, x = build_from_args(args)
+    graph = analyze(model, (x,), strict=args.strict)
+    try:
+        visualize(graph, out, title=args.title)
+    except OSError as error:
+        raise FxpruneError(f"cannot write '{out}': {error.strerror or error}") from error
+    counts = {k: len(graph.by_kind(k)) for k in ("free", "coupled", "fixed")}
+    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
+    print(f"{len(graph.groups)} groups: {counts['free']} free, {counts['coupled']} coupled, {counts['fixed']} fixed")
     return 0
 
 
@@ -71,12 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fxprune", description="Structured-sparsity compression of image-restoration networks.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("analyze", help="print the groups of channels that must be pruned together")
-    _model_arguments(p)
+    model_arguments(p)
     p.add_argument("--strict", action="store_true", help="fail on an op without a coupling rule instead of fixing it")
     p.set_defaults(run=_cmd_analyze)
-    from . import cli_runtime  # export / infer (command bodies live in cli_runtime.py)
     p = sub.add_parser("export", help="export a zoo model or a saved .pt2 model to ONNX, checked in ONNX Runtime")
-    _model_arguments(p)
+    model_arguments(p)
     p.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="the ONNX file to write")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
     p.add_argument("--static", action="store_true", help="fix height/width to --input-size instead of dynamic")
@@ -90,14 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: one per core)")
     p.add_argument("--beta", type=float, help="routed models (fxprune route): the quality/cost trade-off β")
     p.set_defaults(run=cli_runtime.cmd_infer)
-    from .viz import add_graph_command  # `fxprune graph MODEL -o coupled.html`: the interactive page
-    add_graph_command(sub)
-    from .cli_compress import add_commands  # compress / demo
-    from .cli_route import add_route_command  # route
-
+    add_graph_command(sub)  # `fxprune graph MODEL -o coupled.html`: the interactive page
     add_route_command(sub)
-
-    add_commands(sub)
+    add_commands(sub)  # compress / demo
     return parser
 
 

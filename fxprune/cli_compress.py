@@ -21,7 +21,7 @@ from .counting import count_macs, count_params
 from .data import pairs_from
 from .counting import nm_layers
 from .errors import FxpruneError, SpecError
-from .methods import get_method, registered_methods
+from .methods import method_for, registered_methods
 from .nm_check import check_nm
 from .metrics import bicubic_baseline, evaluate
 from .model_io import save
@@ -152,15 +152,14 @@ def finish(
 def _needs_training(spec: Spec | list[Spec], args: argparse.Namespace, section: dict[str, Any]) -> bool:
     if isinstance(spec, list):
         return any(_needs_training(stage, args, section) for stage in spec)
-    method = get_method(spec.method)
-    return (spec.method == "assl" or (method is not None and method.trains) or bool(section.get("steps"))
+    return (method_for(spec).trains or bool(section.get("steps"))
             or bool(getattr(args, "finetune_steps", None)))
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from .cli import _build_from_args
+    from .cli_args import build_from_args
 
-    model, x = _build_from_args(args)
+    model, x = build_from_args(args)
     spec, section = load_spec(args.spec, args)
     if args.finetune_steps is not None:
         section["steps"] = args.finetune_steps
@@ -233,14 +232,14 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
 
 def add_commands(sub: Any) -> None:
     """Register ``compress`` and ``demo`` on the CLI's subparsers."""
-    from .cli import _model_arguments
+    from .cli_args import model_arguments
 
     p = sub.add_parser("compress", help="compress a model as a spec says; write model, ONNX and report.md",
                        description="Compress MODEL (training when the method needs it) and write OUT/model.pt2, "
                        "OUT/model.onnx, OUT/report.md and OUT/coupled.html.")
-    _model_arguments(p)
+    model_arguments(p)
     p.add_argument("--spec", help="YAML/JSON spec file (Spec fields, plus an optional 'train:' section)")
-    p.add_argument("--method", choices=("l1", "assl", *registered_methods()), help="overrides the spec's method")
+    p.add_argument("--method", choices=registered_methods(), help="overrides the spec's method")
     p.add_argument("--ratio", type=float, help="overrides the spec's ratio")
     p.add_argument("--macs", type=float, help="overrides the spec's MAC budget")
     p.add_argument("--latency", type=float, help="keep at most this fraction of the dense model's ONNX Runtime latency "

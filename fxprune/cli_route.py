@@ -82,7 +82,7 @@ def _specs(variants: Any) -> Any:
 
 
 def _cmd_route(args: argparse.Namespace) -> int:
-    from .cli import _build_from_args
+    from .cli_args import build_from_args
     from .data import pairs_from
     from .passes.export_onnx import export_onnx
     from .routing import RoutedModel, build_variants
@@ -97,7 +97,7 @@ def _cmd_route(args: argparse.Namespace) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    model, x = _build_from_args(args)
+    model, x = build_from_args(args)
     train = _config({**spec["train"], **quiet}, "train") if spec["train"] else None
     variants = build_variants(model, _specs(spec["variants"]), (x,), train=train, fallback=spec["fallback"])
     est_fields = dict(spec["estimator"])
@@ -119,11 +119,11 @@ def _cmd_route(args: argparse.Namespace) -> int:
 
 def add_route_command(sub: Any) -> None:
     """Register ``fxprune route`` on the ``fxprune`` sub-command parser."""
-    from .cli import _model_arguments
+    from .cli_args import model_arguments
 
     p = sub.add_parser("route", help="build compressed variants, train an error estimator and export one routed "
                                      "ONNX model that picks a variant per window (β chosen at run time)")
-    _model_arguments(p)
+    model_arguments(p)
     p.add_argument("--spec", required=True, metavar="VARIANTS.yaml",
                    help="routing spec: variants (list of compression specs), fallback, patch, context, train, "
                         "estimator, betas")

@@ -7,40 +7,13 @@ to ONNX with :func:`fxprune.export_onnx` (which checks the file in ONNX Runtime 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
-from torch import nn
-
+from .cli_args import is_saved_model, load_saved
 from .errors import FxpruneError
 
 __all__ = ["load_saved", "cmd_export", "cmd_infer"]
-
-
-def is_saved_model(spec: str) -> bool:
-    """Whether a MODEL argument names a saved fxprune model file rather than a zoo name or a class.
-
-    >>> is_saved_model("edsr"), is_saved_model("out/small.pt2"), is_saved_model("pkg.mod:Net")
-    (False, True, False)
-    """
-    return spec.endswith(".pt2") or (":" not in spec and os.path.isfile(spec))
-
-
-def load_saved(path: str, options: dict) -> nn.Module:
-    """Load a saved fxprune model file for a command; zoo options cannot apply to it.
-
-    >>> load_saved("missing.pt2", {})  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    fxprune.errors.CheckpointError: no fxprune model file at 'missing.pt2'; ...
-    """
-    from .model_io import load
-
-    if options:
-        raise FxpruneError(f"--kwargs/--blocks/--channels/--scale ({', '.join(sorted(options))}) do not apply to "
-                           f"the saved model file '{path}'; its architecture is fixed")
-    return load(path)
 
 
 def _oserror(error: OSError) -> FxpruneError:
@@ -49,7 +22,7 @@ def _oserror(error: OSError) -> FxpruneError:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``fxprune export``: build or load the model, export it to ONNX, check parity, print a summary."""
-    from .cli import _build_from_args
+    from .cli_args import build_from_args
     from .model_io import read_metadata
     from .passes.export_onnx import OnnxExportError, export_onnx
 
@@ -64,7 +37,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             args.input_size = (int(shape[2]), int(shape[3])) if ok else (32, 32)
         if any(s < 1 for s in args.input_size):
             raise FxpruneError(f"--input-size must be positive, got {args.input_size[0]} {args.input_size[1]}")
-        model, x = _build_from_args(args)
+        model, x = build_from_args(args)
         output = Path(args.output)
         if output.suffix != ".onnx":
             raise FxpruneError(f"the output file must end in .onnx, got '{output}'")

@@ -157,7 +157,7 @@ def save(model: nn.Module, path: str | os.PathLike, example_inputs: Any, *,
     if compact_nm:
         model, compact = _compacted(model)
     program, dynamic_hw, dynamic_batch = _export(model, inputs)
-    from . import __version__
+    from ._version import __version__
 
     metadata = {
         "format": FORMAT,
@@ -251,7 +251,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__
 

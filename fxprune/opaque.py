@@ -4,7 +4,8 @@ When capture fails inside a submodule that maps one tensor to one tensor, :func:
 can retry with that submodule hidden behind ``torch.ops.fxprune.opaque``: the graph calls the
 real submodule at run time, export only sees the output shape recorded on the example input
 (so the retry is static in height and width), and the coupling analysis fixes every channel the
-op touches and names the module in a diagnostic. Nothing is guessed about its insides.
+op touches and names the module in a diagnostic (the rule is
+:func:`fxprune.coupling.rules_elementwise.opaque_leaf`). Nothing is guessed about its insides.
 """
 from __future__ import annotations
 
@@ -42,19 +43,6 @@ class OpaqueLeaf(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.fxprune.opaque(x, self.key, self.out_shape)
-
-
-def coupling_rule(node, ctx) -> None:
-    """Every channel an opaque leaf touches is fixed; the diagnostic names the module."""
-    from .coupling.rules_elementwise import fix_everything
-
-    name = str(node.args[1]).rsplit("#", 1)[0]
-    fix_everything(node, ctx, f"module '{name}' could not be captured and runs as an opaque leaf")
-    ctx.diagnose(
-        node,
-        f"module '{name}' could not be captured; it runs as an opaque leaf and its channels are fixed",
-        "make its forward traceable by torch.export to prune through it",
-    )
 
 
 def record_io(model: nn.Module, name: str, inputs: tuple[Any, ...]) -> torch.Size | None:

@@ -12,6 +12,8 @@ from .errors import SpecError
 from .graph import ChannelGraph, Group
 from .spec import Spec
 
+SizeKey = tuple[str, int, int]  # (node name, output index, dim)
+
 
 def _tensor(gm: fx.GraphModule, name: str) -> torch.Tensor:
     try:
@@ -162,3 +164,15 @@ def explain_no_pruning(graph: ChannelGraph, spec: Spec, ratio: float | None = No
 def nothing_pruned(where: str, graph: ChannelGraph, spec: Spec, ratio: float | None = None) -> str:
     """The warning for a spec that prunes nothing: one line per group with the cause that applied."""
     return f"{where}: no group loses any channel with this spec:\n  " + "\n  ".join(explain_no_pruning(graph, spec, ratio))
+
+
+def kept_indices(graph: ChannelGraph, keep: Mapping[int, np.ndarray]) -> dict[SizeKey, np.ndarray]:
+    """Sorted kept indices of every member space whose size changes."""
+    out: dict[SizeKey, np.ndarray] = {}
+    for gid, units in keep.items():
+        group = graph.groups[gid]
+        for member in group.members:
+            kept = np.nonzero(units[graph.unit_index(group, member)])[0]
+            if len(kept) < member.size:
+                out[(member.node, member.index, member.dim)] = kept
+    return out

@@ -12,13 +12,13 @@ import json
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import yaml
 
 from .errors import SpecError
 
-METHODS = ("l1", "assl", "sls", "nm")
+METHODS = ("l1", "assl", "sls", "nm")  # the built-in methods; declare_method adds registered ones
 ALIGNMENTS = ("joint", "ssa")
 SHRINKS = ("schedule", "paper")
 OVERRIDE_FIELDS = ("ratio", "round_to")
@@ -32,7 +32,7 @@ _ASSL_ONLY = ("align", "reg_step", "reg_interval", "reg_ceiling", "hold_steps", 
 FIELD_OWNERS: dict[str, tuple[str, ...]] = {
     **{name: ("l1", "assl") for name in ("ratio", "round_to", "latency")},
     **{name: ("assl",) for name in _ASSL_ONLY},
-    "steps": ("assl", "sls", "nm"),
+    "steps": ("l1", "assl", "sls", "nm"),
     "m": NM_METHODS, "budget": NM_METHODS, "hardware": NM_METHODS, "n": ("nm",),
     **{name: ("sls",) for name in ("rerank_every", "reg_weight", "anneal_every", "anneal_factor",
                                    "anneal_threshold", "search_steps")},
@@ -75,7 +75,8 @@ class Spec:
         finetune_steps: steps of fine-tuning with the pruned channels masked (100000, our choice).
         steps: if set, every phase (SSA, growth, hold, fine-tuning) is scaled so the schedule
             takes this many steps in total. For ``sls`` the total of search and fine-tuning;
-            for ``nm`` the optional fine-tuning under the frozen mask.
+            for ``nm`` the optional fine-tuning under the frozen mask; for ``l1`` the optional
+            fine-tuning of the sliced model.
         shrink: ``"schedule"`` (default): besides the penalty, ``pruner.step()`` caps every
             unimportant gate (and its bias) at a fraction of its value when its penalty started;
             the fraction falls with the accumulated penalty factor α and reaches 0 at the prune
@@ -363,3 +364,23 @@ def _check_override(key: Any, value: Any, allowed: tuple[str, ...] = OVERRIDE_FI
         _check_count(f"{where}.m", value["m"], minimum=2)
     if "n" in value:
         _check_count(f"{where}.n", value["n"], minimum=1)
+
+
+def declare_method(name: str, owns: Iterable[str] = (), override_fields: Iterable[str] | None = None) -> None:
+    """Let ``Spec`` accept ``method=name``; :func:`fxprune.methods.register_method` calls it.
+
+    The method becomes an owner of the fields in ``owns`` (existing Spec fields it reads; a field
+    no method owns is open to all already), and its overrides take ``override_fields`` (default:
+    ``ratio`` and ``round_to``)."""
+    global METHODS
+    owns = tuple(owns)
+    unknown = sorted(set(owns) - {f.name for f in fields(Spec)})
+    if unknown:
+        raise ValueError(f"method {name!r} declares fields Spec does not have: {unknown}")
+    if name not in METHODS:
+        METHODS = (*METHODS, name)
+    for spec_field in owns:
+        if spec_field in FIELD_OWNERS and name not in FIELD_OWNERS[spec_field]:
+            FIELD_OWNERS[spec_field] = (*FIELD_OWNERS[spec_field], name)
+    if override_fields is not None:
+        METHOD_OVERRIDE_FIELDS[name] = tuple(override_fields)

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
+import torch.fx as fx
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
@@ -21,7 +22,6 @@ from .checkpoint import FORMAT as CHECKPOINT_FORMAT, StopOnSignal, TrainingInter
 from .data import RestorationDataset, pairs_from
 from .errors import CheckpointError, SpecError
 from .metrics import evaluate
-from .passes.insert_assl_gates import GATES
 
 TASKS = ("sr", "denoise", "deblur")
 LR_SCHEDULES = ("constant", "cosine")
@@ -40,7 +40,8 @@ class TrainConfig:
         steps: total optimizer steps. For ASSL it sets the schedule's length when the spec has
             no ``steps``; for L1 it is the fine-tuning length (0: no fine-tuning).
         patch_size: LR patch size; batch_size, lr: Adam's batch and learning rate.
-        gate_lr: a learning rate for ASSL's gates alone (None: ``lr``). With Adam a gate moves
+        gate_lr: a learning rate for a method's own parameters alone (None: ``lr``): ASSL's
+            gates, SLS's scores (``pruner.param_groups(lr, gate_lr)``). With Adam a gate moves
             about this much per step, so short schedules need it high enough to bring the
             unimportant gates near 0.
         lr_schedule: ``"constant"`` (default) or ``"cosine"``: every Adam group's learning rate
@@ -150,13 +151,27 @@ def infer_scale(model: nn.Module, example_inputs: Any) -> int:
 
 
 def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
-    """One Adam group, or two when ``gate_lr`` gives ASSL's gates a learning rate of their own."""
-    gates = [p for name, p in model.named_parameters() if name.startswith(GATES + ".")]
-    if config.gate_lr is None or not gates:
+    """One Adam group, or two when ``gate_lr`` gives the modules a graph applies to its weights
+    (ASSL's gates, N:M masks) a learning rate of their own. A method's run passes
+    ``pruner.param_groups(lr, aux_lr)`` to :func:`train_model` instead."""
+    aux = _weight_module_parameters(model) if config.gate_lr is not None else []
+    if not aux:
         return [{"params": list(model.parameters())}]
-    chosen = {id(p) for p in gates}
+    chosen = {id(p) for p in aux}
     rest = [p for p in model.parameters() if id(p) not in chosen]
-    return [{"params": rest}, {"params": gates, "lr": config.gate_lr}]
+    return [{"params": rest}, {"params": aux, "lr": config.gate_lr}]
+
+
+def _weight_module_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters of the modules a GraphModule calls on a parameter read (``get_attr``)."""
+    if not isinstance(model, fx.GraphModule):
+        return []
+    found: dict[int, nn.Parameter] = {}
+    for node in model.graph.nodes:
+        source = node.args[0] if node.op == "call_module" and node.args else None
+        if isinstance(source, fx.Node) and source.op == "get_attr":
+            found.update((id(p), p) for p in model.get_submodule(str(node.target)).parameters())
+    return list(found.values())
 
 
 def check_task(config: TrainConfig, scale: int) -> None:

@@ -24,7 +24,7 @@ from .errors import VerificationError
 from .graph import ChannelGraph
 from .graph_mode import copy_graph_module
 from .masking import apply_channel_mask, insert_channel_masks
-from .passes.slice_channels import kept_indices
+from .selection import kept_indices
 from .record import group_rows
 from .trace import as_inputs
 

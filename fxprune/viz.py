@@ -15,11 +15,10 @@ block's sources, networkx) with rows ordered by the mean row of their predecesso
 script only turns that into coordinates: a block's size depends on which of its sub-blocks are
 expanded, so the arithmetic is done when a block is opened or closed.
 
-``fxprune graph MODEL -o coupled.html`` writes the page from the command line.
+``fxprune graph MODEL -o coupled.html`` writes the page from the command line (:mod:`fxprune.cli`).
 """
 from __future__ import annotations
 
-import argparse
 import colorsys
 import html
 import json
@@ -33,10 +32,9 @@ import numpy as np
 import torch
 import torch.fx as fx
 
-from .errors import FxpruneError
 from .graph import ChannelGraph, Group
 
-__all__ = ["visualize", "group_color", "add_graph_command"]
+__all__ = ["visualize", "group_color"]
 
 # Leaf modules of these classes are drawn as one node, even without parameters of their own.
 _LAYER_CLASSES = re.compile(
@@ -527,45 +525,6 @@ def visualize(graph: ChannelGraph, path: str | Path, keep: Mapping[int, np.ndarr
             .replace("%SCRIPT%", _SCRIPT))
     path.write_text(page, encoding="utf-8")
     return path
-
-
-# --------------------------------------------------------------------------- the command
-def add_graph_command(sub: Any) -> argparse.ArgumentParser:
-    """Register ``fxprune graph MODEL -o coupled.html`` on the CLI's subparsers; return its parser.
-
-    >>> parser = argparse.ArgumentParser(prog="fxprune")
-    >>> p = add_graph_command(parser.add_subparsers(dest="command"))
-    >>> parser.parse_args(["graph", "edsr", "-o", "x.html"]).output
-    'x.html'
-    """
-    from .cli import _model_arguments
-
-    p = sub.add_parser("graph", help="write an interactive HTML page of the coupled layers")
-    _model_arguments(p)
-    p.add_argument("-o", "--output", default="coupled.html", help="HTML file to write (default coupled.html)")
-    p.add_argument("--title", help="page title (default: the model's class)")
-    p.add_argument("--strict", action="store_true", help="fail on an op without a coupling rule instead of fixing it")
-    p.set_defaults(run=_cmd_graph)
-    return p
-
-
-def _cmd_graph(args: argparse.Namespace) -> int:
-    from .analysis import analyze
-    from .cli import _build_from_args
-
-    out = Path(args.output)
-    if not out.parent.is_dir():
-        raise FxpruneError(f"output directory '{out.parent}' does not exist")
-    model, x = _build_from_args(args)
-    graph = analyze(model, (x,), strict=args.strict)
-    try:
-        visualize(graph, out, title=args.title)
-    except OSError as error:
-        raise FxpruneError(f"cannot write '{out}': {error.strerror or error}") from error
-    counts = {k: len(graph.by_kind(k)) for k in ("free", "coupled", "fixed")}
-    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
-    print(f"{len(graph.groups)} groups: {counts['free']} free, {counts['coupled']} coupled, {counts['fixed']} fixed")
-    return 0
 
 
 _KEEP_LEGEND = '<span class="lg"><b>32/64</b> kept/total channels; bar = kept share</span>'

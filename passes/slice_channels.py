@@ -26,21 +26,9 @@ from fxprune.graph import ChannelGraph
 from fxprune.graph_mode import copy_graph_module
 from fxprune.masking import check_keep
 from fxprune.pass_infra import PassBase, PassResult
+from fxprune.selection import SizeKey, kept_indices  # noqa: F401 - kept_indices: also a name of this module
 
 aten = torch.ops.aten
-SizeKey = tuple[str, int, int]  # (node name, output index, dim)
-
-
-def kept_indices(graph: ChannelGraph, keep: Mapping[int, np.ndarray]) -> dict[SizeKey, np.ndarray]:
-    """Sorted kept indices of every member space whose size changes."""
-    out: dict[SizeKey, np.ndarray] = {}
-    for gid, units in keep.items():
-        group = graph.groups[gid]
-        for member in group.members:
-            kept = np.nonzero(units[graph.unit_index(group, member)])[0]
-            if len(kept) < member.size:
-                out[(member.node, member.index, member.dim)] = kept
-    return out
 
 
 class _Sizes:

@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 import torch
 
-from .. import opaque
+from .. import opaque  # noqa: F401 - registers torch.ops.fxprune.opaque
 from . import rules_elementwise as ew
 from . import rules_layers as layers
 from . import rules_reduce as red
@@ -73,7 +73,7 @@ BUILTIN_RULES: list[tuple[list[Any], Rule]] = [
           "replication_pad1d", "replication_pad2d", "replication_pad3d", "circular_pad2d"), shape.pad),
     (_ops("repeat", "tile", "flip", "roll"), shape.tiled),
     ([operator.getitem], shape.getitem),
-    ([torch.ops.fxprune.opaque], opaque.coupling_rule),
+    ([torch.ops.fxprune.opaque], ew.opaque_leaf),
     ([aten.max.other, aten.min.other, aten.maximum, aten.minimum], ew.broadcast),
     # reductions and contractions
     (_ops("sum", "mean", "amax", "amin", "max", "min", "var", "std", "var_mean", "std_mean", "prod",

@@ -78,6 +78,18 @@ def fix_everything(node: fx.Node, ctx: CouplingContext, reason: str) -> None:
         ctx.fix_tensor(node, reason)
 
 
+def opaque_leaf(node: fx.Node, ctx: CouplingContext) -> None:
+    """An opaque leaf (``torch.ops.fxprune.opaque``, see :mod:`fxprune.opaque`): every channel it
+    touches is fixed; the diagnostic names the module."""
+    name = str(node.args[1]).rsplit("#", 1)[0]
+    fix_everything(node, ctx, f"module '{name}' could not be captured and runs as an opaque leaf")
+    ctx.diagnose(
+        node,
+        f"module '{name}' could not be captured; it runs as an opaque leaf and its channels are fixed",
+        "make its forward traceable by torch.export to prune through it",
+    )
+
+
 def ignore(node: fx.Node, ctx: CouplingContext) -> None:
     """Ops that only read sizes or assert: they constrain no channel."""
     for a in tensor_inputs(node):

@@ -1,10 +1,11 @@
 """The method protocol: a registry of compression methods and the :class:`Pruner` they return.
 
 A method is a :class:`Method` entry: its name, whether it must train, the :class:`~fxprune.Spec`
-fields and override settings it owns (read from ``fxprune.spec``), and its ``prepare`` entry
-(``prepare(model, spec, example_inputs) -> Pruner``). ``fxprune.prepare`` / ``convert`` /
-``compress`` dispatch through :func:`get_method`; a method that does not have to train is
-prepared the same way and simply has nothing (or only fine-tuning) left to do.
+fields and override settings it owns (read from ``fxprune.spec``), and either its ``prepare``
+entry (``prepare(model, spec, example_inputs) -> Pruner``) or its ``one_shot`` entry
+(``one_shot(model, spec, example_inputs) -> GraphModule``). ``fxprune.prepare`` / ``convert`` /
+``compress`` and the CLI dispatch through :func:`method_for`; a method that does not have to
+train is prepared the same way and simply has nothing (or only fine-tuning) left to do.
 
 A :class:`Pruner` is what the user's loop (or the built-in one) drives::
 
@@ -23,7 +24,8 @@ import torch.distributed as dist
 import torch.fx as fx
 from torch import nn
 
-from ..spec import FIELD_OWNERS, METHOD_OVERRIDE_FIELDS, OVERRIDE_FIELDS, Spec
+from ..errors import SpecError
+from ..spec import FIELD_OWNERS, METHOD_OVERRIDE_FIELDS, OVERRIDE_FIELDS, Spec, declare_method
 
 
 class Pruner(ABC):
@@ -91,12 +93,30 @@ class Pruner(ABC):
 
 @dataclass(frozen=True)
 class Method:
-    """One registered compression method."""
+    """One registered compression method.
+
+    ``prepare(model, spec, example_inputs)`` returns a :class:`Pruner` for a training loop (the
+    built-in one or the user's); ``one_shot(model, spec, example_inputs)`` returns the compressed,
+    stamped and verified model at once (``fxprune.compress`` may fine-tune it; ``fxprune.prepare``
+    refuses it). ``trains``: the method cannot decide without training. ``owns``: the Spec fields
+    it reads besides those the built-in table (``fxprune.spec.FIELD_OWNERS``) gives it, and
+    ``own_overrides`` the settings its overrides take (registration tells ``Spec``).
+    """
 
     name: str
     trains: bool
-    prepare: Callable[[nn.Module, Spec, Any], Pruner]
+    prepare: Callable[[nn.Module, Spec, Any], Pruner] | None = None
+    one_shot: Callable[[nn.Module, Spec, Any], fx.GraphModule] | None = None
     summary: str = ""
+    owns: tuple[str, ...] = ()
+    own_overrides: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.prepare is None) == (self.one_shot is None):
+            raise ValueError(f"method {self.name!r}: give exactly one of prepare (a Pruner for a training loop) "
+                             "or one_shot (the compressed model at once)")
+        if self.trains and self.prepare is None:
+            raise ValueError(f"method {self.name!r} trains, so it needs prepare (a Pruner)")
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -112,9 +132,10 @@ _REGISTRY: dict[str, Method] = {}
 
 
 def register_method(method: Method) -> Method:
-    """Add ``method`` to the registry (a name can be registered once)."""
+    """Add ``method`` to the registry (a name can be registered once) and let ``Spec`` accept it."""
     if method.name in _REGISTRY and _REGISTRY[method.name] is not method:
         raise ValueError(f"a method named {method.name!r} is already registered")
+    declare_method(method.name, method.owns, method.own_overrides)
     _REGISTRY[method.name] = method
     return method
 
@@ -126,6 +147,14 @@ def get_method(name: str) -> Method | None:
 
 def registered_methods() -> tuple[str, ...]:
     return tuple(_REGISTRY)
+
+
+def method_for(spec: Spec) -> Method:
+    """The registered method ``spec.method`` names; :class:`~fxprune.SpecError` if there is none."""
+    method = _REGISTRY.get(spec.method)
+    if method is None:
+        raise SpecError("method", f"no method {spec.method!r} is registered; registered: {', '.join(_REGISTRY)}")
+    return method
 
 
 def from_rank0(value: Any) -> Any:

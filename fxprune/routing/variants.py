@@ -54,8 +54,7 @@ def build_variants(
     >>> [v.name for v in vs]
     ['l1-0.5', 'bicubic']
     """
-    from ..api import compress
-    from ..pruner import as_spec
+    from ..api import as_spec, compress
     from ..train import infer_scale
 
     if isinstance(specs, Mapping):

@@ -1,0 +1,55 @@
+"""One-shot L1 channel pruning, as a registered method (``Spec(method="l1")``, the default).
+
+Every prunable group loses the fraction ``ratio`` of its units with the smallest L1 filter norm
+(summed over the group's producers), rounded to ``round_to``. With ``macs=m`` (alias ``budget``)
+one global ratio is searched so the result keeps at most ``m`` of the MACs; with ``latency=f``
+per-group counts are chosen so the predicted ONNX Runtime latency is at most ``f`` of the dense
+model's measured one (:func:`fxprune.latency.plan_for_latency`; the prediction goes into
+``small.meta["fxprune"]["latency"]``).
+
+A one-shot method: :func:`compress_l1` slices at once and checks the result against the masked
+original; ``fxprune.compress`` then fine-tunes it when ``TrainConfig.steps`` (or ``Spec.steps``)
+asks for it. There is no pruner, so ``fxprune.prepare`` refuses it.
+
+>>> import torch, fxprune
+>>> from fxprune.models import build
+>>> small = compress_l1(build("edsr", blocks=2, channels=32), fxprune.Spec(ratio=0.5), torch.randn(1, 3, 16, 16))
+>>> small.get_parameter("head.weight").shape, small.meta["fxprune"]["method"]
+(torch.Size([16, 3, 3, 3]), 'l1')
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch.fx as fx
+from torch import nn
+
+from ..analysis import analyze
+from ..budget import ratio_for_macs
+from ..latency import plan_for_latency
+from ..passes.slice_channels import slice_channels
+from ..record import stamp
+from ..selection import nothing_pruned, plan_keep
+from ..spec import Spec
+from ..verify import verify_sliced
+from .base import Method, register_method
+
+
+def compress_l1(model: nn.Module, spec: Spec, example_inputs: Any) -> fx.GraphModule:
+    """Pick the units by L1 norm (under the ratio, MAC or latency budget), slice, stamp and verify."""
+    graph = analyze(model, example_inputs)
+    ratio = ratio_for_macs(graph, spec, example_inputs) if spec.macs is not None else None
+    budget = plan_for_latency(graph, spec, example_inputs) if spec.latency is not None else None
+    keep = budget.keep if budget is not None else plan_keep(graph, spec, ratio=ratio)
+    if not keep:  # stacklevel: the caller of fxprune.compress
+        warnings.warn(nothing_pruned("fxprune.compress", graph, spec, ratio), stacklevel=4)
+    small = stamp(slice_channels(graph, keep), graph, keep, spec)
+    if budget is not None:
+        small.meta["fxprune"]["latency"] = budget.summary()
+    verify_sliced(small, graph.gm, graph, keep, example_inputs)
+    return small
+
+
+L1 = register_method(Method("l1", trains=False, one_shot=compress_l1,
+                            summary="one-shot channel pruning by L1 filter norm (ratio, MAC or latency budget)"))
