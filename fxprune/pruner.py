@@ -24,7 +24,7 @@ from torch import nn
 
 from .analysis import analyze
 from .budget import ratio_for_macs
-from .errors import CheckpointError, SpecError, StageError
+from .errors import CheckpointError, SpecError
 from .graph import ChannelGraph
 from .latency import plan_for_latency
 from .graph_mode import copy_graph_module, enable_train_eval
@@ -34,7 +34,7 @@ from .passes.fold_weight_norm import FoldWeightNorm
 from .passes.insert_assl_gates import InsertAsslGates
 from .passes.slice_channels import slice_channels
 from .schedule import AsslSchedule
-from .record import stamp
+from .record import check_prepared, mark_prepared, stamp
 from .selection import nothing_pruned, plan_keep
 from .methods import Pruner, get_method
 from .spec import Spec
@@ -324,7 +324,7 @@ def prepare(model: nn.Module, spec: Spec | Mapping[str, Any], example_inputs: An
         groups.append(GatedGroup(gid, group.kind == "coupled", group.channels, sites, units))
     if not groups:
         warnings.warn(nothing_pruned("fxprune.prepare", graph, spec) + "\ntraining will not prune anything", stacklevel=2)
-    gm.meta["fxprune"] = {"stage": "prepared", "method": "assl"}
+    mark_prepared(gm, graph, spec)
     unimportant = _agree_across_ranks({g.gid: ~plan[g.gid] for g in groups})
     return AsslPruner(graph, spec, gm, groups, unimportant)
 
@@ -336,13 +336,9 @@ def convert(pruner: AsslPruner | Pruner) -> fx.GraphModule:
     channels are masked (which they are from the fine-tuning phase on). Converting before the schedule has finished
     works, with a warning.
     """
+    check_prepared(pruner)  # provenance from the record on pruner.model
     if isinstance(pruner, Pruner):  # a method of the registry (fxprune.methods)
         return pruner.convert()
-    if not isinstance(pruner, AsslPruner):
-        raise StageError(
-            f"convert() takes the pruner that fxprune.prepare() returned, got {type(pruner).__name__}"
-            + (" (pass the pruner, not pruner.model)" if isinstance(pruner, nn.Module) else "")
-        )
     if not pruner.done:
         warnings.warn(f"converting at step {pruner.step_count} of {pruner.schedule.total} (phase "
                       f"'{pruner.phase}'): the schedule has not finished", stacklevel=2)
