@@ -21,7 +21,7 @@ import torch.fx as fx
 from torch._dispatch.python import enable_python_dispatcher
 from torch._guards import detect_fake_mode
 from torch.fx.passes.fake_tensor_prop import FakeTensorProp
-from torch.fx.passes.shape_prop import _extract_tensor_metadata
+from torch.fx.passes.shape_prop import TensorMetadata, _extract_tensor_metadata
 
 logger = logging.getLogger("fxprune.capture")
 
@@ -35,9 +35,13 @@ class _Propagate(FakeTensorProp):
         if n.op == "call_module" and str(n.target).startswith("_guards"):
             return None
         result = super().run_node(n)
-        val = n.meta.get("val")
+        val, old = n.meta.get("val"), n.meta.get("tensor_meta")
         if isinstance(val, torch.Tensor):
-            n.meta["tensor_meta"] = _extract_tensor_metadata(val)
+            # a rewrite changes sizes, not layouts: keep the memory format the capture found (finding it
+            # again with symbolic sizes is most of the cost of a full extraction)
+            n.meta["tensor_meta"] = (old._replace(shape=val.shape, dtype=val.dtype, stride=val.stride(),
+                                                  requires_grad=val.requires_grad)
+                                     if isinstance(old, TensorMetadata) else _extract_tensor_metadata(val))
         return result
 
 
