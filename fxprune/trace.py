@@ -24,6 +24,7 @@ from .errors import CaptureError
 from .graph_mode import enable_train_eval
 from . import capture_cache
 from .opaque import record_io, replace_with_leaf
+from .shapes import STALE
 
 logger = logging.getLogger("fxprune.capture")
 
@@ -412,8 +413,14 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True, opa
 
 
 def _keep_record(model: nn.Module, gm: fx.GraphModule) -> fx.GraphModule:
-    """A capture of a model fxprune compressed keeps the model's stage record (:mod:`fxprune.record`)."""
+    """A capture of a model fxprune compressed keeps the model's stage record (:mod:`fxprune.record`)
+    and nothing else of its meta: export copies a GraphModule's meta, and a cached capture holds
+    the meta of the model it was made from."""
     meta = getattr(model, "meta", None)
-    if isinstance(meta, dict) and "fxprune" in meta:
-        gm.meta["fxprune"] = copy.deepcopy(meta["fxprune"])
+    record = meta.get("fxprune") if isinstance(meta, dict) else None
+    gm.meta.pop(STALE, None)  # a fresh capture: its shapes are right
+    if record is None:
+        gm.meta.pop("fxprune", None)
+    else:
+        gm.meta["fxprune"] = copy.deepcopy(record)
     return gm

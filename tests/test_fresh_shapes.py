@@ -1,6 +1,7 @@
 """A compressed model carries the shapes it computes (fxprune.shapes): a second stage can run on it."""
 from __future__ import annotations
 
+import copy
 import time
 
 import pytest
@@ -85,6 +86,11 @@ def test_a_failed_refresh_makes_analyze_capture_again(monkeypatch):
     sliced_counts_are_seen(fxprune.analyze(small, X), small)
     again = fxprune.compress(small, L1, X)  # on a fresh capture of it, which keeps its record
     assert [r.method for r in record_of(again).chain()] == ["l1", "l1"]
+    fresh = fxprune.trace(small, X)
+    assert STALE not in fresh.meta and record_of(fresh) == record_of(small)
+    twin = copy.deepcopy(small)
+    del twin.meta["fxprune"]
+    assert "fxprune" not in fxprune.trace(twin, X).meta  # the cached capture of small lends it no record
 
 
 @pytest.mark.parametrize("name", zoo_names())
