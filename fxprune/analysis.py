@@ -12,6 +12,7 @@ from .coupling.rules_elementwise import fix_everything
 from .errors import UnsupportedOpError
 from .graph import ChannelGraph
 from .solve import revise_choices, solve
+from .shapes import STALE
 from .trace import trace
 
 _REGISTER_HINT = (
@@ -93,7 +94,7 @@ def analyze(
     """Find every group of channels that must be pruned together.
 
     ``model`` is an ``nn.Module`` (captured with :func:`fxprune.trace` on ``example_inputs``) or a
-    ``GraphModule`` that :func:`fxprune.trace` returned. With ``strict`` an op without a coupling
+    ``GraphModule`` that :func:`fxprune.trace` or a compression returned. With ``strict`` an op without a coupling
     rule raises :class:`fxprune.UnsupportedOpError` instead of being fixed with a diagnostic.
 
     >>> import torch, fxprune
@@ -102,8 +103,8 @@ def analyze(
     >>> graph.groups[0].kind, len(graph.groups[0].producers)
     ('coupled', 7)
     """
-    if isinstance(model, fx.GraphModule) and "fxprune_capture" in model.meta:
-        gm = model
+    if isinstance(model, fx.GraphModule) and "fxprune_capture" in model.meta and STALE not in model.meta:
+        gm = model  # a capture, or a rewrite of one with refreshed shapes (fxprune.shapes)
     else:
         if example_inputs is None:
             raise TypeError("analyze needs example_inputs to capture the model, e.g. (torch.randn(1, 3, 64, 64),)")

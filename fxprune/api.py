@@ -8,8 +8,9 @@ from typing import Any, Mapping
 import torch.fx as fx
 from torch import nn
 
-from .errors import SpecError, StageError
+from .errors import SpecError
 from .methods import Method, Pruner, method_for
+from .record import check_prepared
 from .spec import Spec
 from .train import TrainConfig, check_task, infer_scale, train_model
 
@@ -51,11 +52,7 @@ def prepare(model: nn.Module, spec: Spec | Mapping[str, Any], example_inputs: An
 def convert(pruner: Pruner) -> fx.GraphModule:
     """The plain, smaller GraphModule (eval mode) of a run: ``pruner.convert()``, which checks it
     against the trained model. Converting before the schedule has finished works, with a warning."""
-    if not isinstance(pruner, Pruner):
-        raise StageError(
-            f"convert() takes the pruner that fxprune.prepare() returned, got {type(pruner).__name__}"
-            + (" (pass the pruner, not pruner.model)" if isinstance(pruner, nn.Module) else "")
-        )
+    check_prepared(pruner)  # provenance from the record on pruner.model, not the Python type
     return pruner.convert()
 
 
@@ -128,11 +125,12 @@ def compress_stages(model: nn.Module, specs: list | tuple, example_inputs: Any,
                     train: TrainConfig | None = None) -> fx.GraphModule:
     """Run ``specs`` in order, each stage compressing the output of the one before.
 
-    Before every stage after the first, the model is captured again with :func:`fxprune.trace`: a
-    converted model's node metadata still describes the shapes before slicing, and the next
-    analysis needs the real ones. The result's record gets ``stages``: per stage its method,
-    spec, MACs and params, with the fraction of the stage's input and of the original model.
-    Give each spec its own ``steps`` (``train.steps`` applies to every stage that trains).
+    Every converted model carries fresh shape metadata (:mod:`fxprune.shapes`), so the next stage
+    analyzes it directly. Each stage's record (:class:`fxprune.record.StageRecord`) gets its MACs
+    and params and those of its input; the result's record holds the earlier ones in ``history``,
+    and its ``stages`` lists per stage the method, spec, MACs and params, with the fraction of the
+    stage's input and of the original model. Give each spec its own ``steps`` (``train.steps``
+    applies to every stage that trains).
 
     >>> import torch, fxprune
     >>> from fxprune.models import build
@@ -143,27 +141,20 @@ def compress_stages(model: nn.Module, specs: list | tuple, example_inputs: Any,
     [0.263, 0.085]
     """
     from .counting import count_macs, count_params
-    from .trace import as_inputs, trace
+    from .record import StageCost, record_of
+    from .trace import as_inputs
 
     if not specs:
         raise SpecError("stages", "give at least one spec")
     inputs = as_inputs(example_inputs)
-    first_macs, first_params = count_macs(model, inputs), count_params(model)
     current: nn.Module = model
-    stages: list[dict[str, Any]] = []
-    before = (first_macs, first_params)
+    before = (count_macs(model, inputs), count_params(model))
     for index, stage in enumerate(specs):
-        stage = as_spec(stage)
-        if index:
-            current = trace(current, inputs)  # fresh shapes for the next analysis
         try:
-            current = compress(current, stage, inputs, train)
+            current = compress(current, as_spec(stage), inputs, train)
         except SpecError as error:
             raise SpecError(f"stages[{index}].{error.field}", str(error).split(": ", 1)[-1]) from error
-        macs, params = count_macs(current, inputs), count_params(current)
-        stages.append({"method": stage.method, "spec": stage.to_dict(), "macs": macs, "params": params,
-                       "macs_of_input": macs / before[0], "macs_of_original": macs / first_macs,
-                       "params_of_original": params / first_params})
-        before = (macs, params)
-    current.meta["fxprune"]["stages"] = stages
+        after = (count_macs(current, inputs), count_params(current))
+        record_of(current).cost = StageCost(*after, *before)
+        before = after
     return current

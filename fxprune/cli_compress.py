@@ -28,7 +28,7 @@ from .model_io import save
 from .models import build
 from .passes.export_onnx import export_onnx
 from .record import keep_of, record_of
-from .report import ModelStats, comparison_table, write_report
+from .report import ModelStats, comparison_table, stage_table, write_report
 from .runtime import open_session
 from .spec import Spec, read_spec_file
 from .train import TrainConfig, train_model
@@ -116,16 +116,14 @@ def finish(
         for m, ms, s in zip((dense, small), (dense_ms, small_ms), scores)
     ]
     graph = analyze(dense, (x,))
-    visualize(graph, out / "coupled.html", keep=keep_of(record, graph), title=f"{name}: kept / total per group")
+    first = record.chain()[0]  # the stage that ran on the dense model: its groups are the graph's
+    visualize(graph, out / "coupled.html", keep=keep_of(first, graph), title=f"{name}: kept / total per group")
     files = {"model.pt2": "the compressed model (fxprune.load)", "model.onnx": "the compressed model in ONNX",
              "dense.onnx": "the original, for comparison", "coupled.html": "coupled groups with kept/total (open in a browser)",
              "groups.png": "kept units per group"}
     notes = [f"ONNX Runtime parity (max error vs PyTorch): dense {dense_report.max_abs_error:.1e}, "
              f"compressed {small_report.max_abs_error:.1e}",
              f"latency: median of {repeats} interleaved ONNX Runtime runs on a {tuple(x.shape)} input"]
-    for index, stage in enumerate(record.get("stages", ())):
-        notes.append(f"stage {index + 1} ({stage['method']}): MACs {stage['macs_of_input']:.3f} of its input, "
-                     f"{stage['macs_of_original']:.3f} of the original")
     if nm_layers(small):
         compact = save(small, out / "model_compact.pt2", (x,), compact_nm=True)
         files["model_compact.pt2"] = "the N:M model stored as values + offsets (fxprune.load)"
@@ -144,6 +142,8 @@ def finish(
             notes.append(f"bicubic upscaling on the same images: {floor['psnr']:.2f} dB / {floor['ssim']:.4f}")
     report = write_report(out, record, stats[0], stats[1], tuple(x.shape[-2:]), name, files=files, notes=notes)
     print("\n".join(comparison_table(stats[0], stats[1], tuple(x.shape[-2:]))))
+    if len(record.get("stages") or ()) > 1:
+        print("\n".join(stage_table(record["stages"])))
     print("\n".join(notes))
     print(f"\nwrote {report}, {out / 'model.onnx'}, {out / 'model.pt2'}, {out / 'coupled.html'}")
     return stats[1]

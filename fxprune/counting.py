@@ -49,6 +49,7 @@ import torch.fx as fx
 from torch import nn
 from torch.utils import _pytree as pytree
 
+from .record import record_of
 from .trace import as_inputs, trace
 
 __all__ = ["LayerMacs", "MacReport", "count_macs", "count_params"]
@@ -418,13 +419,9 @@ class _Pricer(fx.Interpreter):
 
 def nm_layers(model: nn.Module) -> dict[str, dict[str, Any]]:
     """``param -> {"n", "m", "hardware"}`` of a converted N:M model, from its record
-    (``meta["fxprune"]["nm"]``, or after :func:`fxprune.load` the copy in ``meta["fxprune_saved"]``)."""
-    meta = getattr(model, "meta", None)
-    if not isinstance(meta, dict):
-        return {}
-    record = meta.get("fxprune") if isinstance(meta.get("fxprune"), dict) else {}
-    saved = meta.get("fxprune_saved") if isinstance(meta.get("fxprune_saved"), dict) else {}
-    return dict((record.get("nm") if record.get("stage") == "converted" else None) or saved.get("nm") or {})
+    (``meta["fxprune"].nm``, restored by :func:`fxprune.load`; see :mod:`fxprune.record`)."""
+    record = record_of(model)
+    return dict(record.nm or {}) if record is not None else {}
 
 
 def nm_record(model: nn.Module) -> dict[str, tuple[int, int]]:

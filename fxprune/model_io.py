@@ -9,7 +9,13 @@ fxprune adds one extra file to the archive, ``extra/fxprune.json``::
 
     {"format": "fxprune-model", "format_version": 1, "fxprune_version": "0.1.0",
      "torch_version": "2.13.0+cpu", "model_class": "EDSR", "example_input_shape": [1, 3, 32, 32],
-     "dynamic_hw": true, "dynamic_batch": false, "report": {...} or null}
+     "dynamic_hw": true, "dynamic_batch": false, "report": {...} or null, "record": {...} or null}
+
+``record`` is the model's stage record (:class:`fxprune.record.StageRecord`, what fxprune did to
+it); :func:`load` puts it back at ``module.meta["fxprune"]``. Files written before the record
+existed lack it; ``load`` rebuilds what they kept (the CLI's report, N and M per weight). The
+archive stores no example input (``torch.export.save`` would keep the whole tensor): the metadata
+keeps its shape.
 
 A missing, truncated, corrupt or foreign file raises :class:`fxprune.errors.CheckpointError`
 naming the path and the fix.
@@ -30,6 +36,7 @@ from torch import nn
 
 from .counting import nm_layers, nm_record
 from .errors import CheckpointError
+from .record import from_saved, record_of
 from .trace import _quiet_torch_logs, as_inputs
 
 __all__ = ["save", "load", "read_metadata", "FORMAT", "FORMAT_VERSION", "SUFFIX"]
@@ -157,6 +164,8 @@ def save(model: nn.Module, path: str | os.PathLike, example_inputs: Any, *,
     if compact_nm:
         model, compact = _compacted(model)
     program, dynamic_hw, dynamic_batch = _export(model, inputs)
+    program.example_inputs = None  # its shape is in the metadata; a 1x3x360x640 input would add 5.5 MB
+    record = record_of(model, stage=None)
     from ._version import __version__
 
     metadata = {
@@ -169,8 +178,9 @@ def save(model: nn.Module, path: str | os.PathLike, example_inputs: Any, *,
         "dynamic_hw": dynamic_hw,
         "dynamic_batch": dynamic_batch,
         "report": report_json,
+        "record": record.to_dict() if record is not None else None,
     }
-    if nm_layers(model):  # N and M per weight of an N:M model: count_macs and check_nm read it after load
+    if nm_layers(model):  # N and M per weight, also for fxprune versions that read no record
         metadata["nm"] = json.loads(json.dumps(nm_layers(model)))
     if compact is not None:
         metadata["compact_nm"] = compact
@@ -279,7 +289,8 @@ def load(path: str | os.PathLike) -> nn.Module:
     The module needs nothing from fxprune or the original model's code, runs in inference mode
     (``eval()`` is a no-op, ``train()`` raises) and, where the file says ``dynamic_hw``, on any
     image height and width the original model accepted. Its metadata is at
-    ``module.meta["fxprune_saved"]``. Errors: see :func:`read_metadata`.
+    ``module.meta["fxprune_saved"]`` and its stage record, if it has one, at ``module.meta["fxprune"]``.
+    Errors: see :func:`read_metadata`.
 
     >>> import os, tempfile, torch, fxprune
     >>> path = fxprune.save(torch.nn.Conv2d(3, 4, 3), os.path.join(tempfile.mkdtemp(), "m.pt2"), torch.randn(1, 3, 8, 8))
@@ -301,4 +312,10 @@ def load(path: str | os.PathLike) -> nn.Module:
             f"{_fix(target)}"
         ) from error
     module.meta["fxprune_saved"] = metadata
+    try:
+        record = from_saved(metadata)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"'{target}' has a corrupt fxprune record ({error}); {_fix(target)}") from error
+    if record is not None:
+        module.meta["fxprune"] = record
     return _inference_only(module)

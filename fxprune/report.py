@@ -2,7 +2,9 @@
 
 The report compares the dense and the compressed model (params, MACs, ONNX Runtime latency,
 PSNR/SSIM), shows kept/total units of every group as a bar chart, and — when the model was
-trained — the loss and penalty-factor curves.
+trained — the loss and penalty-factor curves. A model compressed in stages (a list of specs, or
+``compress`` on a compressed model) gets a table and a chart of the MAC and parameter fractions
+after every stage and overall.
 """
 from __future__ import annotations
 
@@ -152,6 +154,77 @@ def _nm_section(layers: dict[str, dict[str, Any]], folder: Path) -> list[str]:
             *rows, ""]
 
 
+# the spec fields a report names for a stage, where the stage's method owns them and they are set
+HEADLINE_FIELDS = ("ratio", "macs", "budget", "latency", "round_to", "n", "m", "hardware", "steps")
+
+
+def settings(spec: dict[str, Any]) -> str:
+    """The headline settings of a stage's spec, e.g. ``ratio 0.5, round_to 16``.
+
+    >>> settings({"method": "nm", "ratio": 0.5, "round_to": 16, "n": 2, "m": 8, "budget": None})
+    'n 2, m 8'
+    """
+    from .spec import FIELD_OWNERS
+
+    method = spec.get("method")
+    return ", ".join(f"{name} {spec[name]:g}" if isinstance(spec[name], float) else f"{name} {spec[name]}"
+                     for name in HEADLINE_FIELDS
+                     if spec.get(name) is not None and method in FIELD_OWNERS.get(name, (method,)))
+
+
+def _macs_text(macs: int | None) -> str:
+    return "—" if macs is None else f"{macs / 1e6:.3f}M"
+
+
+def stage_table(stages: Sequence[dict[str, Any]]) -> list[str]:
+    """Markdown rows: per stage (``record["stages"]``) its MACs and params, the fraction of its
+    input and of the original model, and the overall fractions.
+
+    >>> rows = [{"method": "l1", "spec": {"method": "l1", "ratio": 0.5}, "macs": 50, "params": 40,
+    ...          "macs_of_input": 0.5, "macs_of_original": 0.5, "params_of_input": 0.4, "params_of_original": 0.4}]
+    >>> stage_table(rows)[-1]
+    '| overall | | | 0.000M | | **0.500** | 40 | | **0.400** |'
+    """
+    lines = ["| stage | method | settings | MACs | of its input | of the original | params | of its input | "
+             "of the original |", "|---|---|---|---|---|---|---|---|---|"]
+    for index, row in enumerate(stages):
+        lines.append(f"| {index + 1} | `{row['method']}` | {settings(row['spec'])} | {_macs_text(row['macs'])} | "
+                     f"{_figure(row['macs_of_input'], '.3f')} | {_figure(row['macs_of_original'], '.3f')} | "
+                     f"{_figure(row['params'], 'd')} | {_figure(row['params_of_input'], '.3f')} | "
+                     f"{_figure(row['params_of_original'], '.3f')} |")
+    last = stages[-1]
+    lines.append(f"| overall | | | {_macs_text(last['macs'])} | | **{_figure(last['macs_of_original'], '.3f')}** | "
+                 f"{_figure(last['params'], 'd')} | | **{_figure(last['params_of_original'], '.3f')}** |")
+    return lines
+
+
+def plot_stages(stages: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """MACs and params after every stage, as fractions of the original model."""
+    plt = _pyplot()
+    labels = ["dense"] + [f"{i + 1}: {row['method']}" for i, row in enumerate(stages)]
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.3 * len(labels) + 1.5), 3.2), dpi=110)
+    x = np.arange(len(labels))
+    for offset, key, color in ((-0.2, "macs", "#4c72b0"), (0.2, "params", "#dd8452")):
+        values = [1.0] + [row[f"{key}_of_original"] or 0.0 for row in stages]
+        ax.bar(x + offset, values, width=0.4, color=color, label=f"{key} / original")
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title("After each stage", loc="left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def _stages_section(stages: Sequence[dict[str, Any]], folder: Path) -> list[str]:
+    lines = ["## Stages", "", *stage_table(stages), ""]
+    if all(row["macs_of_original"] is not None for row in stages):
+        plot_stages(stages, folder / "stages.png")
+        lines += ["![MACs and params after each stage](stages.png)", ""]
+    return lines
+
+
 def write_report(
     folder: str | Path,
     record: dict[str, Any],
@@ -164,7 +237,8 @@ def write_report(
 ) -> Path:
     """Write ``report.md``, ``groups.png`` and (if trained) ``training.png`` into ``folder``.
 
-    ``record`` is the compressed model's ``meta["fxprune"]`` (see :mod:`fxprune.record`).
+    ``record`` is the compressed model's ``meta["fxprune"]`` (see :mod:`fxprune.record`); with
+    more than one stage the report gets a ``## Stages`` section and ``stages.png``.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -175,9 +249,7 @@ def write_report(
     lines = [
         f"# fxprune report: {model_name}",
         "",
-        f"{datetime.datetime.now():%Y-%m-%d %H:%M}, method `{record.get('method')}`, "
-        + (f"budget {spec.get('budget')}, M {spec.get('m')}" + (f", N {spec['n']}" if spec.get("n") else "")
-           if record.get("nm") else f"ratio {spec.get('ratio')}, round_to {spec.get('round_to')}")
+        f"{datetime.datetime.now():%Y-%m-%d %H:%M}, method `{record.get('method')}`, {settings(spec)}"
         + f". {len(groups)} channel groups "
         f"({sum(g['kind'] == 'free' for g in groups)} free, {sum(g['kind'] == 'coupled' for g in groups)} coupled, "
         f"{sum(g['kind'] == 'fixed' for g in groups)} fixed); {len(pruned)} were pruned.",
@@ -195,6 +267,9 @@ def write_report(
         *group_table(groups),
         "",
     ]
+    stages = record.get("stages") or []
+    if len(stages) > 1:
+        lines += _stages_section(stages, folder)
     if record.get("nm"):
         lines += _nm_section(record["nm"], folder)
     train = record.get("train")

@@ -24,6 +24,7 @@ from .errors import CaptureError
 from .graph_mode import enable_train_eval
 from . import capture_cache
 from .opaque import record_io, replace_with_leaf
+from .shapes import STALE
 
 logger = logging.getLogger("fxprune.capture")
 
@@ -378,7 +379,7 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True, opa
     key = capture_cache.key_of(model, inputs, (dynamic_hw, opaque_fallback))
     gm = capture_cache.lookup(key, model)
     if gm is not None and _same_outputs(enable_train_eval(gm, mode=model.training), model, inputs):
-        return gm
+        return _keep_record(model, gm)
     copy_of_model = _copy_structure(model)
     copies = tuple(t.clone() if isinstance(t, torch.Tensor) else copy.deepcopy(t) for t in inputs)
     with _to_debug_log():
@@ -408,4 +409,18 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True, opa
     )
     if not opaque:  # an opaque leaf calls the submodule of this capture's copy: never reuse it
         capture_cache.store(key, gm, model)
+    return _keep_record(model, gm)
+
+
+def _keep_record(model: nn.Module, gm: fx.GraphModule) -> fx.GraphModule:
+    """A capture of a model fxprune compressed keeps the model's stage record (:mod:`fxprune.record`)
+    and nothing else of its meta: export copies a GraphModule's meta, and a cached capture holds
+    the meta of the model it was made from."""
+    meta = getattr(model, "meta", None)
+    record = meta.get("fxprune") if isinstance(meta, dict) else None
+    gm.meta.pop(STALE, None)  # a fresh capture: its shapes are right
+    if record is None:
+        gm.meta.pop("fxprune", None)
+    else:
+        gm.meta["fxprune"] = copy.deepcopy(record)
     return gm

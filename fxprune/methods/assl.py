@@ -35,7 +35,7 @@ from ..passes.assl_regularizer import GatedGroup, gate_scores, si_penalty, ssa_l
 from ..passes.fold_weight_norm import FoldWeightNorm
 from ..passes.insert_assl_gates import InsertAsslGates
 from ..passes.slice_channels import slice_channels
-from ..record import stamp
+from ..record import mark_prepared, stamp
 from ..schedule import AsslSchedule
 from ..selection import nothing_pruned, plan_keep
 from ..spec import Spec
@@ -321,7 +321,7 @@ def prepare_assl(model: nn.Module, spec: Spec, example_inputs: Any) -> AsslPrune
         groups.append(GatedGroup(gid, group.kind == "coupled", group.channels, sites, units))
     if not groups:
         warnings.warn(nothing_pruned("fxprune.prepare", graph, spec) + "\ntraining will not prune anything", stacklevel=3)
-    gm.meta["fxprune"] = {"stage": "prepared", "method": "assl"}
+    mark_prepared(gm, graph, spec)
     unimportant = from_rank0({g.gid: ~plan[g.gid] for g in groups})
     return AsslPruner(graph, spec, gm, groups, unimportant)
 

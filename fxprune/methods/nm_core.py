@@ -17,7 +17,7 @@ from ..graph import ChannelGraph
 from ..graph_mode import copy_graph_module, enable_train_eval
 from ..passes.fold_weight_modules import FoldWeightModules
 from ..passes.insert_nm_masks import NM_MASKS, InsertNMMasks, NMMask, masks_of, weight_reads
-from ..record import stamp
+from ..record import mark_prepared, stamp
 from ..spec import Spec
 from ..trace import as_inputs
 from .base import Pruner, from_rank0
@@ -108,7 +108,7 @@ def build(model: nn.Module, spec: Spec, example_inputs: Any) -> tuple[ChannelGra
     sites, dense = select_sites(graph, spec, inputs)
     gm = copy_graph_module(graph.gm)
     gm = InsertNMMasks({p: (s.m, spec.hardware) for p, s in sites.items()})(gm).gm
-    gm.meta["fxprune"] = {"stage": "prepared", "method": spec.method}
+    mark_prepared(gm, graph, spec)
     return graph, gm, sites, dense
 
 
