@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import StageError
+from .shapes import refresh_shapes
+
 if TYPE_CHECKING:
     import torch.fx as fx
 
@@ -208,8 +211,6 @@ def stamp(gm: fx.GraphModule, graph: ChannelGraph, keep: Mapping[int, np.ndarray
     """Attach the conversion record to ``gm`` (a rewrite of ``graph.gm``), refresh its shape
     metadata (see :mod:`fxprune.shapes`) and return it. The record of ``graph.gm``, if it was
     compressed before, goes into the new record's history."""
-    from .shapes import refresh_shapes
-
     refresh_shapes(gm)
     record = StageRecord(
         "converted", spec.method, spec.to_dict(), _capture_of(graph.gm), group_rows(graph, keep),
@@ -224,8 +225,6 @@ def stamp(gm: fx.GraphModule, graph: ChannelGraph, keep: Mapping[int, np.ndarray
 def check_prepared(pruner: Any, where: str = "convert") -> StageRecord:
     """The "prepared" record of ``pruner.model``; a :class:`~fxprune.errors.StageError` saying what
     ``pruner`` is instead when it did not come from :func:`fxprune.prepare`."""
-    from .errors import StageError
-
     model = getattr(pruner, "model", None)
     record = record_of(model, stage=None)
     if record is not None and record.stage == "prepared":

@@ -413,9 +413,10 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True, opa
 
 
 def _keep_record(model: nn.Module, gm: fx.GraphModule) -> fx.GraphModule:
-    """A capture of a model fxprune compressed keeps the model's stage record (:mod:`fxprune.record`)
-    and nothing else of its meta: export copies a GraphModule's meta, and a cached capture holds
-    the meta of the model it was made from."""
+    """A capture of a model fxprune compressed keeps the model's stage record (:mod:`fxprune.record`).
+
+    Export copies a GraphModule's meta and a cached capture holds the meta of the model it was made
+    from: the record is set from ``model`` (or removed), and a stale-shapes mark is dropped."""
     meta = getattr(model, "meta", None)
     record = meta.get("fxprune") if isinstance(meta, dict) else None
     gm.meta.pop(STALE, None)  # a fresh capture: its shapes are right
