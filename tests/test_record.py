@@ -164,3 +164,20 @@ def test_report_gives_each_stage_and_overall_fractions(staged, tmp_path):
     assert (tmp_path / "stages.png").stat().st_size > 1000
     single = write_report(tmp_path / "one", record.history[0], ModelStats(100, 1000), ModelStats(50, 100), (16, 16), "e")
     assert "## Stages" not in single.read_text()
+
+
+def test_cli_report_of_a_staged_run(tmp_path):
+    import subprocess
+
+    spec = tmp_path / "stages.yaml"
+    spec.write_text("stages:\n  - {method: l1, ratio: 0.5, round_to: 8}\n  - {method: nm, n: 2, m: 8}\n")
+    out = tmp_path / "out"
+    result = subprocess.run(["fxprune", "compress", "edsr", "--blocks", "2", "--channels", "16", "--spec", str(spec),
+                             "-q", "-o", str(out), "--input-size", "24", "24"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "| overall |" in result.stdout and "| 1 | `l1` | ratio 0.5, round_to 8 |" in result.stdout
+    report = (out / "report.md").read_text()
+    assert "## Stages" in report and "| 2 | `nm` | n 2, m 8 |" in report and (out / "stages.png").is_file()
+    record = record_of(fxprune.load(out / "model.pt2"))
+    assert [r.method for r in record.chain()] == ["l1", "nm"]
+    assert "8/16" in (out / "coupled.html").read_text()  # the page shows the channel stage's decisions on the dense graph
