@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -51,6 +51,17 @@ def group_settings(graph: ChannelGraph, spec: Spec, group: Group) -> tuple[float
     return (min(ratios) if ratios else None, max(rounds) if rounds else spec.round_to)
 
 
+def prunable_groups(graph: ChannelGraph, spec: Spec) -> Iterator[tuple[Group, float | None, int]]:
+    """(group, overridden ratio or None, round_to) for every group with prunable units that no
+    producer's override skips."""
+    for group in graph.groups:
+        if group.prunable == 0:
+            continue
+        settings = group_settings(graph, spec, group)
+        if settings is not None:
+            yield group, *settings
+
+
 def kept_count(channels: int, prunable: int, ratio: float, round_to: int) -> int:
     """Units kept in a group: drop ``ratio`` of the prunable ones, round the rest up to ``round_to``."""
     keep = channels - math.floor(ratio * prunable + 1e-9)
@@ -85,13 +96,7 @@ def plan_keep(
     if unmatched:
         raise SpecError(f"overrides[{unmatched[0]!r}]", "matches no prunable layer's name or type in this model")
     keep: dict[int, np.ndarray] = {}
-    for group in graph.groups:
-        if group.prunable == 0:
-            continue
-        settings = group_settings(graph, spec, group)
-        if settings is None:
-            continue
-        override, round_to = settings
+    for group, override, round_to in prunable_groups(graph, spec):
         group_ratio = override if override is not None else (spec.ratio if ratio is None else ratio)
         if counts is not None:
             count = max(int(counts.get(group.id, group.channels)), group.channels - group.prunable, 1)

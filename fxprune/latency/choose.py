@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import SpecError
 from ..graph import ChannelGraph
-from ..selection import group_settings, kept_count, l1_scores, plan_keep
+from ..selection import kept_count, l1_scores, plan_keep, prunable_groups
 from ..spec import Spec
 from ..passes.slice_channels import slice_channels
 from .model import LatencyModel
@@ -108,13 +108,7 @@ def _candidates(graph: ChannelGraph, spec: Spec) -> tuple[dict[int, list[int]], 
     """Counts each group may keep (dense first), and the fixed counts of groups with a ratio override."""
     free: dict[int, list[int]] = {}
     fixed: dict[int, int] = {}
-    for group in graph.groups:
-        if group.prunable == 0:
-            continue
-        settings = group_settings(graph, spec, group)
-        if settings is None:
-            continue
-        override, round_to = settings
+    for group, override, round_to in prunable_groups(graph, spec):
         if override is not None:
             fixed[group.id] = kept_count(group.channels, group.prunable, override, round_to)
             continue
