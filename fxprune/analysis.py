@@ -13,7 +13,7 @@ from .errors import UnsupportedOpError
 from .graph import ChannelGraph
 from .solve import revise_choices, solve
 from .shapes import STALE
-from .trace import trace
+from .trace import paused_gc, trace
 
 _REGISTER_HINT = (
     "if the op keeps channels apart, teach fxprune with "
@@ -71,7 +71,11 @@ def run_rules(gm: fx.GraphModule, rules: CouplingRegistry, *, strict: bool, choi
 
 def build_channel_graph(gm: fx.GraphModule, *, rules: CouplingRegistry | None = None, strict: bool = False) -> ChannelGraph:
     """Channel analysis of an already traced graph (see :func:`fxprune.trace`)."""
-    rules = rules or user_registry()
+    with paused_gc():
+        return _build_channel_graph(gm, rules or user_registry(), strict)
+
+
+def _build_channel_graph(gm: fx.GraphModule, rules: CouplingRegistry, strict: bool) -> ChannelGraph:
     choices: dict[str, int] = {}
     for _ in range(_MAX_ROUNDS):
         ctx = run_rules(gm, rules, strict=strict, choices=choices)

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("fxprune._version", "fxprune.errors", "fxprune.spec", "fxprune.graph_mode", "fxprune.checkpoint",
               "fxprune.data", "fxprune.metrics", "fxprune.runtime", "fxprune.models", "fxprune.weights",
               "fxprune.train")),
-    ("capture", ("fxprune.trace", "fxprune.shapes", "fxprune.capture_cache", "fxprune.opaque")),
+    ("capture", ("fxprune.trace", "fxprune.fast_capture", "fxprune.shapes", "fxprune.capture_cache", "fxprune.opaque")),
     ("analysis", ("fxprune.coupling", "fxprune.solve", "fxprune.graph", "fxprune.analysis", "fxprune.record",
                   "fxprune.counting", "fxprune.masking")),
     ("selection", ("fxprune.selection", "fxprune.budget")),
