@@ -139,7 +139,8 @@ def fx_worker(model, x, order, layers, check: bool) -> None:
     base = peak_rss_mb()
     gm, trace_s = timed(lambda: fxprune.trace(model, x))
     graph, analysis_s = timed(lambda: fxprune.build_channel_graph(gm))
-    emit(trace_s=trace_s, analysis_s=analysis_s, rss_mb=peak_rss_mb() - base, warmup_s=warmup_s)
+    emit(trace_s=trace_s, analysis_s=analysis_s, rss_mb=peak_rss_mb() - base, warmup_s=warmup_s,
+         path=gm.meta["fxprune_capture"].path)
     # Warm: a second model of the same structure with other weights, as the CLI, tests and a
     # compress after an analyze do; the capture comes from the per-process cache.
     other = copy.deepcopy(model)
@@ -313,10 +314,10 @@ def table(header: str, lines: list[str]) -> list[str]:
 
 
 def timing_table(rows) -> list[str]:
-    return table("model | size | conv+linear | fx trace s | fx analysis s | fx total s (cold) | fx ΔRSS MB | "
+    return table("model | size | conv+linear | fx capture path | fx trace s | fx analysis s | fx total s (cold) | fx ΔRSS MB | "
                  "fx warm s (cached capture) | TP build s | TP groups s | TP total s | TP ΔRSS MB | fx cold / TP | "
                  "fx warm / TP", [
-        f"| {n} | {label(kw)} | {fx.get('layers', '—')} | {fmt(fx['trace_s'])} | {fmt(fx['analysis_s'])} | "
+        f"| {n} | {label(kw)} | {fx.get('layers', '—')} | {fx.get('path', '—')} | {fmt(fx['trace_s'])} | {fmt(fx['analysis_s'])} | "
         f"{fmt(fx['total_s'])} | {fmt(fx['rss_mb'], 0)} | {fmt(fx.get('warm_s'))} | {fmt(tp['build_s'])} | "
         f"{fmt(tp['groups_s'])} | {fmt(tp['total_s'])} | {fmt(tp['rss_mb'], 0)} | {ratio(fx, tp)} | "
         f"{ratio(fx, tp, 'warm_s')} |" for n, kw, fx, tp in rows])
@@ -325,9 +326,9 @@ def timing_table(rows) -> list[str]:
 def scaling_table(rows) -> list[str]:
     def per_layer(r, fx):
         return fmt(None if r["total_s"] is None else 1000 * r["total_s"] / fx["layers"], 2)
-    return table("model | size | conv+linear | fx trace s | fx analysis s | fx ms/layer | TP total s | TP ms/layer | "
+    return table("model | size | conv+linear | fx capture path | fx trace s | fx analysis s | fx ms/layer | TP total s | TP ms/layer | "
                  "fx / TP", [
-        f"| {n} | {label(kw)} | {fx.get('layers', '—')} | {fmt(fx['trace_s'])} | {fmt(fx['analysis_s'])} | "
+        f"| {n} | {label(kw)} | {fx.get('layers', '—')} | {fx.get('path', '—')} | {fmt(fx['trace_s'])} | {fmt(fx['analysis_s'])} | "
         f"{per_layer(fx, fx)} | {fmt(tp['total_s'])} | {per_layer(tp, fx)} | {ratio(fx, tp)} |"
         for n, kw, fx, tp in rows])
 
@@ -368,8 +369,8 @@ def label(kwargs: dict) -> str:
 def reading(rows, scaling) -> list[str]:
     done = [fx for *_, fx, _ in rows if fx["total_s"] is not None]
     share = sum(fx["trace_s"] for fx in done) / max(sum(fx["total_s"] for fx in done), 1e-9)
-    notes = [f"- torch.export (`trace`) is {share:.0%} of fxprune's time summed over the zoo; "
-             "`build_channel_graph` is the rest."]
+    notes = [f"- Capture (`trace`: the size-blind trace where the forward reads no size, torch.export otherwise) "
+             f"is {share:.0%} of fxprune's time summed over the zoo; `build_channel_graph` is the rest."]
     for name, _, fx, tp in rows:
         if name == GOAL_MODEL and fx.get("layers") == GOAL_LAYERS and fx["total_s"] and tp["total_s"]:
             r = fx["total_s"] / tp["total_s"]

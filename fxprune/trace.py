@@ -40,6 +40,7 @@ class CaptureInfo:
     model_class: str
     opaque: tuple[str, ...] = ()  # submodules captured as opaque leaves (channels fixed)
     dynamic_batch: bool = False  # the graph was checked to run at the example batch and another one
+    path: str = "torch.export"  # or "size-blind" (fxprune.fast_capture: one static trace, exact at every size)
 
 
 def as_inputs(example_inputs: Any) -> tuple[Any, ...]:
@@ -319,11 +320,11 @@ def _capture_size_blind(model: nn.Module, inputs: tuple[Any, ...], dynamic_hw: b
 def _capture(model: nn.Module, inputs: tuple[Any, ...], dynamic_hw: bool, opaque_fallback: bool):
     """Export with dynamic then static H/W, then with the failing submodule as an opaque leaf.
 
-    Returns (graph or None, dynamic_hw, dynamic_batch, opaque modules, first error, failing module).
+    Returns (graph or None, dynamic_hw, dynamic_batch, opaque modules, first error, failing module, path).
     """
     gm = _capture_size_blind(model, inputs, dynamic_hw)
     if gm is not None:  # a graph for every batch and size; static captures take it too
-        return gm, dynamic_hw, True, (), None, None
+        return gm, dynamic_hw, True, (), None, None, "size-blind"
     tracker = _ModuleTracker(model)
     first_error: Exception | None = None
     failed_in: str | None = None
@@ -331,7 +332,7 @@ def _capture(model: nn.Module, inputs: tuple[Any, ...], dynamic_hw: bool, opaque
         for dynamic in ([True, False] if dynamic_hw else [False]):
             try:
                 gm, dynamic_batch = _export(model, inputs, dynamic)
-                return gm, dynamic, dynamic_batch, (), None, None
+                return gm, dynamic, dynamic_batch, (), None, None, "torch.export"
             except Exception as error:  # noqa: BLE001 - every export failure is reported by the caller
                 if first_error is None:
                     first_error, failed_in = error, (tracker.stack[-1] if tracker.stack else None)
@@ -341,8 +342,8 @@ def _capture(model: nn.Module, inputs: tuple[Any, ...], dynamic_hw: bool, opaque
     if failed_in and opaque_fallback:
         gm = _capture_with_leaf(model, inputs, failed_in, first_error)
         if gm is not None:
-            return gm, False, False, (failed_in,), first_error, failed_in
-    return None, dynamic_hw, False, (), first_error, failed_in
+            return gm, False, False, (failed_in,), first_error, failed_in, "torch.export"
+    return None, dynamic_hw, False, (), first_error, failed_in, "torch.export"
 
 
 def _same_outputs(gm: fx.GraphModule, model: nn.Module, inputs: tuple[Any, ...]) -> bool:
@@ -417,7 +418,7 @@ def _trace(model: nn.Module, inputs: tuple[Any, ...], dynamic_hw: bool, opaque_f
     copy_of_model = _copy_structure(model)
     copies = tuple(t.clone() if isinstance(t, torch.Tensor) else copy.deepcopy(t) for t in inputs)
     with _to_debug_log():
-        gm, dynamic_hw, dynamic_batch, opaque, first_error, failed_in = _capture(
+        gm, dynamic_hw, dynamic_batch, opaque, first_error, failed_in, path = _capture(
             copy_of_model, copies, dynamic_hw, opaque_fallback)
     if gm is None:
         reason = str(first_error).strip().splitlines()[0] if str(first_error).strip() else type(first_error).__name__
@@ -439,7 +440,7 @@ def _trace(model: nn.Module, inputs: tuple[Any, ...], dynamic_hw: bool, opaque_f
     enable_train_eval(gm, mode=model.training)
     gm.meta["fxprune_capture"] = CaptureInfo(
         tuple(tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor)), dynamic_hw, type(model).__name__, opaque,
-        dynamic_batch,
+        dynamic_batch, path,
     )
     if not opaque:  # an opaque leaf calls the submodule of this capture's copy: never reuse it
         capture_cache.store(key, gm, model)
