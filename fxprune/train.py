@@ -86,30 +86,31 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise SpecError("train.task", f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+            raise SpecError("train.task", f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}", value=self.task)
         if self.lr_schedule not in LR_SCHEDULES:
             raise SpecError("train.lr_schedule", f"unknown schedule {self.lr_schedule!r}; choose one of "
-                                                 f"{', '.join(LR_SCHEDULES)}")
+                                                 f"{', '.join(LR_SCHEDULES)}", value=self.lr_schedule)
         for name in ("patch_size", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SpecError(f"train.{name}", f"must be a positive integer, got {value!r}")
+                raise SpecError(f"train.{name}", f"must be a positive integer, got {value!r}", value=value)
         for name in ("steps", "scale", "checkpoint_every"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise SpecError(f"train.{name}", f"must be a non-negative integer or None, got {value!r}")
+                raise SpecError(f"train.{name}", f"must be a non-negative integer or None, got {value!r}", value=value)
         for name in ("lr", "gate_lr"):
             value = getattr(self, name)
             if value is None and name == "gate_lr":
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise SpecError(f"train.{name}", f"must be a positive number, got {value!r}")
+                raise SpecError(f"train.{name}", f"must be a positive number, got {value!r}", value=value)
         for name in ("data", "val_data", "resume"):
             value = getattr(self, name)
             if value is not None and not Path(value).is_dir():
-                raise SpecError(f"train.{name}", f"no folder at {value}")
+                raise SpecError(f"train.{name}", f"no folder at {value}", value=value)
         if self.checkpoint_every and self.checkpoint_folder() is None:
-            raise SpecError("train.checkpoint_every", "needs train.checkpoint_dir (the folder to write checkpoint.pt to)")
+            raise SpecError("train.checkpoint_every", "needs train.checkpoint_dir (the folder to write checkpoint.pt to)",
+                            value=self.checkpoint_every)
 
     def checkpoint_folder(self) -> Path | None:
         """Where checkpoints go: ``checkpoint_dir``, else the ``resume`` folder, else None."""
@@ -177,7 +178,7 @@ def _weight_module_parameters(model: nn.Module) -> list[nn.Parameter]:
 def check_task(config: TrainConfig, scale: int) -> None:
     if (config.task == "sr") != (scale > 1):
         raise SpecError("train.task", f"task {config.task!r} does not fit a model with scale {scale}: "
-                        "use 'sr' for upscaling models, 'denoise' or 'deblur' for same-size ones")
+                        "use 'sr' for upscaling models, 'denoise' or 'deblur' for same-size ones", value=config.task)
 
 
 class StepBatches(Sampler[list[int]]):
@@ -344,14 +345,15 @@ def _restore(config: TrainConfig, holder: Any, optimizer: torch.optim.Optimizer,
     payload = read_checkpoint(config.resume)
     path = Path(config.resume) / "checkpoint.pt"
     if payload.get("format") != CHECKPOINT_FORMAT or payload.get("version") != 1:
-        raise CheckpointError(f"{path} is not an fxprune training checkpoint (format {payload.get('format')!r})")
+        raise CheckpointError(f"{path} is not an fxprune training checkpoint (format {payload.get('format')!r})",
+                              path=path)
     try:
         mine = (description, steps, config.seed, config.batch_size)
         theirs = (payload["description"], payload["steps"], payload["sampler"]["seed"], payload["sampler"]["batch_size"])
         if mine != theirs:
             raise CheckpointError(f"{path} was written by another run ({theirs[0]!r}, {theirs[1]} steps, seed "
                                   f"{theirs[2]}, batch {theirs[3]}); this run is {mine[0]!r}, {mine[1]} steps, seed "
-                                  f"{mine[2]}, batch {mine[3]}")
+                                  f"{mine[2]}, batch {mine[3]}", path=path)
         holder.load_state_dict(payload["state"])
         optimizer.load_state_dict(payload["optimizer"])
         rng = payload["rng"]
@@ -367,4 +369,5 @@ def _restore(config: TrainConfig, holder: Any, optimizer: torch.optim.Optimizer,
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{path} is incomplete or does not fit this model ({type(error).__name__}: {error})") from error
+        raise CheckpointError(f"{path} is incomplete or does not fit this model ({type(error).__name__}: {error})",
+                              path=path) from error
