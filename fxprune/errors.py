@@ -38,7 +38,7 @@ class FxpruneError(Exception):
         {'path': 'x/checkpoint.pt'}
         """
         return {name: getattr(self, name, None) for cls in reversed(type(self).__mro__)
-                for name in getattr(cls, "fields", ())}
+                for name in cls.__dict__.get("fields", ())}
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _rebuild, (type(self), self.args, dict(self.__dict__))
