@@ -5,6 +5,7 @@ from ._version import __version__
 from .analysis import analyze, build_channel_graph
 from .api import compress, convert, prepare
 from .counting import count_macs, count_params
+from .crosscheck import CrossCheck, cross_check
 from .coupling import register_coupling
 from .errors import (
     CaptureError,
@@ -56,6 +57,8 @@ __all__ = [
     "compress",
     "count_macs",
     "count_params",
+    "cross_check",
+    "CrossCheck",
     "check_nm",
     "NMReport",
     "check_onnx_parity",

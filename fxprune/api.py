@@ -19,7 +19,7 @@ def as_spec(spec: Spec | Mapping[str, Any]) -> Spec:
     if isinstance(spec, Mapping):
         return Spec.from_dict(spec)
     if not isinstance(spec, Spec):
-        raise SpecError("<root>", f"expected fxprune.Spec or a dict, got {type(spec).__name__}")
+        raise SpecError("<root>", f"expected fxprune.Spec or a dict, got {type(spec).__name__}", value=spec)
     return spec
 
 
@@ -45,7 +45,8 @@ def prepare(model: nn.Module, spec: Spec | Mapping[str, Any], example_inputs: An
     spec = as_spec(spec)
     method = method_for(spec)
     if method.prepare is None:
-        raise SpecError("method", f"prepare() sets up a training loop; {spec.method!r} is one-shot: use fxprune.compress")
+        raise SpecError("method", f"prepare() sets up a training loop; {spec.method!r} is one-shot: use fxprune.compress",
+                        value=spec.method)
     return method.prepare(model, spec, example_inputs)
 
 
@@ -93,11 +94,13 @@ def _compress_method(method: Method, model: nn.Module, spec: Spec, example_input
     if spec.steps is None and steps:
         spec = dataclasses.replace(spec, steps=steps)
     elif spec.steps is not None and steps and steps != spec.steps:
-        raise SpecError("steps", f"Spec.steps={spec.steps} and TrainConfig.steps={steps} disagree; set one")
+        raise SpecError("steps", f"Spec.steps={spec.steps} and TrainConfig.steps={steps} disagree; set one",
+                        value=spec.steps)
     if train is None and (method.trains or spec.steps):
         why = "learns its decisions by training" if method.trains else f"fine-tunes for steps={spec.steps}"
         raise SpecError("method", f"{spec.method!r} {why}, so it needs training: pass "
-                        "train=fxprune.TrainConfig(steps=...) or use fxprune.prepare/convert in your own loop")
+                        "train=fxprune.TrainConfig(steps=...) or use fxprune.prepare/convert in your own loop",
+                        value=spec.method)
     if method.trains and spec.steps is None:
         raise SpecError("steps", "set Spec.steps or TrainConfig.steps")
     scale = None
@@ -153,7 +156,8 @@ def compress_stages(model: nn.Module, specs: list | tuple, example_inputs: Any,
         try:
             current = compress(current, as_spec(stage), inputs, train)
         except SpecError as error:
-            raise SpecError(f"stages[{index}].{error.field}", str(error).split(": ", 1)[-1]) from error
+            raise SpecError(f"stages[{index}].{error.field}", error.message, value=error.value,
+                            owners=error.owners) from error
         after = (count_macs(current, inputs), count_params(current))
         record_of(current).cost = StageCost(*after, *before)
         before = after

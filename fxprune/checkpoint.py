@@ -69,14 +69,14 @@ def read_checkpoint(folder: str | Path) -> dict[str, Any]:
     """The payload of ``folder/checkpoint.pt``; CheckpointError naming the file if it is missing or unreadable."""
     path = Path(folder) / FILE
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint to resume from at {path}")
+        raise CheckpointError(f"no checkpoint to resume from at {path}", path=path)
     try:
         payload = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=False)
     except Exception as error:  # torch raises many types for a torn or foreign file
         raise CheckpointError(f"the checkpoint {path} is corrupt or partial ({type(error).__name__}: {error}); "
-                              "delete it to start over") from error
+                              "delete it to start over", path=path) from error
     if not isinstance(payload, dict):
-        raise CheckpointError(f"the checkpoint {path} does not hold a training state")
+        raise CheckpointError(f"the checkpoint {path} does not hold a training state", path=path)
     return payload
 
 

@@ -231,14 +231,15 @@ def check_prepared(pruner: Any, where: str = "convert") -> StageRecord:
         return record
     own = record_of(pruner, stage=None)
     if own is not None and own.stage == "prepared":
-        got = "the prepared model; pass the pruner, not pruner.model"
+        stage, got = own.stage, "the prepared model; pass the pruner, not pruner.model"
     elif own is not None:
-        got = f"a model already {own.stage} by {own.method!r}; prepare it again to compress it further"
+        stage, got = own.stage, f"a model already {own.stage} by {own.method!r}; prepare it again to compress it further"
     elif record is not None:
-        got = f"a pruner whose model is {record.stage}"
+        stage, got = record.stage, f"a pruner whose model is {record.stage}"
     else:
-        got = f"{type(pruner).__name__}, which fxprune.prepare() did not make"
-    raise StageError(f"{where}() takes the pruner that fxprune.prepare() returned, got {got}")
+        stage, got = type(pruner).__name__, f"{type(pruner).__name__}, which fxprune.prepare() did not make"
+    raise StageError(f"{where}() takes the pruner that fxprune.prepare() returned, got {got}", where=where,
+                     expected="prepared", got=stage)
 
 
 def keep_of(record: Mapping[str, Any], graph: ChannelGraph) -> dict[int, np.ndarray]:

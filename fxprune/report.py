@@ -9,9 +9,10 @@ after every stage and overall.
 from __future__ import annotations
 
 import datetime
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -71,17 +72,32 @@ def plot_groups(groups: Sequence[dict[str, Any]], path: str | Path) -> Path:
     return Path(path)
 
 
+def status_series(train: Mapping[str, Any]) -> dict[str, list[float]]:
+    """The series of a training log (``TrainLog.as_dict()``) worth plotting: every status figure
+    the method reported with a finite non-zero value (a log written before the generic ``status``
+    has its one ``alpha`` series instead).
+
+    >>> status_series({"steps": [1, 2], "loss": [1, 1], "status": {"rate": [0.0, 0.5], "idle": [0.0, 0.0]}})
+    {'rate': [0.0, 0.5]}
+    """
+    series = dict(train.get("status") or ({"alpha": train["alpha"]} if train.get("alpha") else {}))
+    return {name: list(values) for name, values in series.items()
+            if any(v is not None and math.isfinite(v) and v != 0 for v in values)}
+
+
 def plot_training(train: dict[str, Any], path: str | Path) -> Path:
-    """Loss (and ASSL's penalty factor α) against step."""
+    """Loss against step, and under it one panel per figure of the method's status (:func:`status_series`)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=110)
+    series = status_series(train)
+    fig, axes = plt.subplots(1 + len(series), 1, figsize=(7, 3.2 + 1.4 * len(series)), dpi=110, sharex=True,
+                             squeeze=False, gridspec_kw={"height_ratios": [2] + [1] * len(series)})
+    ax = axes[0][0]
     ax.plot(train["steps"], train["loss"], color="#4c72b0", lw=1)
-    ax.set_xlabel("step")
     ax.set_ylabel("L1 loss", color="#4c72b0")
-    if any(train.get("alpha") or []):
-        twin = ax.twinx()
-        twin.plot(train["steps"], train["alpha"], color="#dd8452", lw=1)
-        twin.set_ylabel("penalty factor α", color="#dd8452")
+    for row, (name, values) in enumerate(series.items(), start=1):
+        axes[row][0].plot(train["steps"], values, color="#dd8452", lw=1)
+        axes[row][0].set_ylabel(name, color="#dd8452")
+    axes[-1][0].set_xlabel("step")
     ax.set_title("Training")
     fig.tight_layout()
     fig.savefig(path)

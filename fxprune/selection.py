@@ -12,6 +12,9 @@ from .errors import SpecError
 from .graph import ChannelGraph, Group
 from .spec import Spec
 
+# the Spec fields channel selection reads (a channel-pruning method owns them)
+CHANNEL_FIELDS = ("ratio", "round_to", "latency")
+
 SizeKey = tuple[str, int, int]  # (node name, output index, dim)
 
 

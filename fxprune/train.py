@@ -1,7 +1,8 @@
 """The built-in training loop: L1 loss, Adam, random patches, progress and evaluation.
 
-``compress(..., train=TrainConfig(...))`` uses it to run the ASSL schedule or to fine-tune an
-L1-pruned model; :func:`train_model` is also usable on its own (e.g. to train a dense baseline).
+``compress(..., train=TrainConfig(...))`` uses it to drive a method's pruner (its ``penalty()``,
+``step()`` and ``status()``) or to fine-tune a one-shot result; :func:`train_model` is also usable on
+its own (e.g. to train a dense baseline). It is method-neutral: it logs what ``status()`` reports.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -37,11 +38,12 @@ class TrainConfig:
             when ``data`` is None and skips evaluation otherwise.
         task: ``"sr"``, ``"denoise"`` or ``"deblur"`` (the degradation applied to the HR images).
         scale: SR factor; None infers it from the model's output size.
-        steps: total optimizer steps. For ASSL it sets the schedule's length when the spec has
-            no ``steps``; for L1 it is the fine-tuning length (0: no fine-tuning).
+        steps: total optimizer steps. For a trained method it sets the schedule's length when
+            the spec has no ``steps``; for a one-shot method it is the fine-tuning length (0: no
+            fine-tuning).
         patch_size: LR patch size; batch_size, lr: Adam's batch and learning rate.
-        gate_lr: a learning rate for a method's own parameters alone (None: ``lr``): ASSL's
-            gates, SLS's scores (``pruner.param_groups(lr, gate_lr)``). With Adam a gate moves
+        gate_lr: a learning rate for a method's own parameters alone (None: ``lr``): gates,
+            scores (``pruner.param_groups(lr, gate_lr)``). With Adam a gate moves
             about this much per step, so short schedules need it high enough to bring the
             unimportant gates near 0.
         lr_schedule: ``"constant"`` (default) or ``"cosine"``: every Adam group's learning rate
@@ -50,9 +52,9 @@ class TrainConfig:
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:1"`` ...
         seed: seeds torch, the patch sampler and the noise, so runs repeat exactly on CPU.
         eval_every: evaluate every this many steps (0: only at the end).
-        progress: show a tqdm bar with loss, α, sparsity and PSNR.
-        checkpoint_dir: a folder for ``checkpoint.pt``: the full training state (model or ASSL
-            pruner, optimizer, step, RNG states, the patch sampler's position) written atomically
+        progress: show a tqdm bar with the loss, the method's ``status()`` figures and PSNR.
+        checkpoint_dir: a folder for ``checkpoint.pt``: the full training state (model or the
+            method's pruner, optimizer, step, RNG states, the patch sampler's position) written atomically
             every ``checkpoint_every`` steps and when SIGINT/SIGTERM arrives (the loop then
             finishes its step, writes, and raises :class:`~fxprune.checkpoint.TrainingInterrupted`).
         checkpoint_every: steps between checkpoints (0: only on SIGINT/SIGTERM).
@@ -86,30 +88,31 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise SpecError("train.task", f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+            raise SpecError("train.task", f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}", value=self.task)
         if self.lr_schedule not in LR_SCHEDULES:
             raise SpecError("train.lr_schedule", f"unknown schedule {self.lr_schedule!r}; choose one of "
-                                                 f"{', '.join(LR_SCHEDULES)}")
+                                                 f"{', '.join(LR_SCHEDULES)}", value=self.lr_schedule)
         for name in ("patch_size", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SpecError(f"train.{name}", f"must be a positive integer, got {value!r}")
+                raise SpecError(f"train.{name}", f"must be a positive integer, got {value!r}", value=value)
         for name in ("steps", "scale", "checkpoint_every"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise SpecError(f"train.{name}", f"must be a non-negative integer or None, got {value!r}")
+                raise SpecError(f"train.{name}", f"must be a non-negative integer or None, got {value!r}", value=value)
         for name in ("lr", "gate_lr"):
             value = getattr(self, name)
             if value is None and name == "gate_lr":
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise SpecError(f"train.{name}", f"must be a positive number, got {value!r}")
+                raise SpecError(f"train.{name}", f"must be a positive number, got {value!r}", value=value)
         for name in ("data", "val_data", "resume"):
             value = getattr(self, name)
             if value is not None and not Path(value).is_dir():
-                raise SpecError(f"train.{name}", f"no folder at {value}")
+                raise SpecError(f"train.{name}", f"no folder at {value}", value=value)
         if self.checkpoint_every and self.checkpoint_folder() is None:
-            raise SpecError("train.checkpoint_every", "needs train.checkpoint_dir (the folder to write checkpoint.pt to)")
+            raise SpecError("train.checkpoint_every", "needs train.checkpoint_dir (the folder to write checkpoint.pt to)",
+                            value=self.checkpoint_every)
 
     def checkpoint_folder(self) -> Path | None:
         """Where checkpoints go: ``checkpoint_dir``, else the ``resume`` folder, else None."""
@@ -124,20 +127,66 @@ class TrainConfig:
 
 @dataclass
 class TrainLog:
-    """What a run did: per logged step the loss (and α, sparsity), and the evaluations."""
+    """What a run did: per logged step the loss and every numeric figure of the method's
+    ``status()`` (``status``: name -> one value per logged step, NaN where that step had none),
+    and the evaluations. It knows no method: it keeps whatever the status reports.
+
+    >>> log = TrainLog()
+    >>> log.record(1, 0.5, {"phase": "grow", "rate": 0.1})
+    >>> log.record(2, 0.4, {"phase": "grow", "rate": 0.2, "cost": "1.5e-03"})
+    >>> log.steps, log.status["rate"], log.status["cost"][1]
+    ([1, 2], [0.1, 0.2], 0.0015)
+    """
 
     steps: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
-    alpha: list[float] = field(default_factory=list)
+    status: dict[str, list[float]] = field(default_factory=dict)
     evals: list[tuple[int, dict[str, float]]] = field(default_factory=list)
 
     @property
     def final(self) -> dict[str, float]:
         return self.evals[-1][1] if self.evals else {}
 
+    def record(self, step: int, loss: float, status: Mapping[str, Any] | None = None) -> None:
+        """Log ``step``: its loss and the numeric entries of ``status`` (numbers, and strings that
+        read as numbers, e.g. a progress bar's ``"1.40e-03"``; others such as a phase are skipped)."""
+        figures = {name: value for name, value in ((n, _number(v)) for n, v in (status or {}).items())
+                   if value is not None}
+        for name in figures.keys() - self.status.keys():
+            self.status[name] = [math.nan] * len(self.steps)
+        self.steps.append(step)
+        self.loss.append(float(loss))
+        for name, series in self.status.items():
+            series.append(figures.get(name, math.nan))
+
     def as_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "loss": self.loss, "alpha": self.alpha,
+        return {"steps": self.steps, "loss": self.loss, "status": self.status,
                 "evals": [{"step": step, **scores} for step, scores in self.evals]}
+
+    def load(self, saved: Mapping[str, Any]) -> None:
+        """Take over a saved :meth:`as_dict` (a checkpoint's log) in place."""
+        self.steps[:], self.loss[:] = saved["steps"], saved["loss"]
+        self.status.clear()
+        self.status.update({str(name): list(series) for name, series in dict(saved.get("status") or {}).items()})
+        self.evals[:] = [(e.pop("step"), e) for e in (dict(e) for e in saved["evals"])]
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a float, or None if it is not a number (bools are not).
+
+    >>> _number(3), _number("2.5e-3"), _number("grow"), _number(True)
+    (3.0, 0.0025, None, None)
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 def infer_scale(model: nn.Module, example_inputs: Any) -> int:
@@ -152,7 +201,7 @@ def infer_scale(model: nn.Module, example_inputs: Any) -> int:
 
 def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
     """One Adam group, or two when ``gate_lr`` gives the modules a graph applies to its weights
-    (ASSL's gates, N:M masks) a learning rate of their own. A method's run passes
+    (gates, N:M masks) a learning rate of their own. A method's run passes
     ``pruner.param_groups(lr, aux_lr)`` to :func:`train_model` instead."""
     aux = _weight_module_parameters(model) if config.gate_lr is not None else []
     if not aux:
@@ -177,7 +226,7 @@ def _weight_module_parameters(model: nn.Module) -> list[nn.Parameter]:
 def check_task(config: TrainConfig, scale: int) -> None:
     if (config.task == "sr") != (scale > 1):
         raise SpecError("train.task", f"task {config.task!r} does not fit a model with scale {scale}: "
-                        "use 'sr' for upscaling models, 'denoise' or 'deblur' for same-size ones")
+                        "use 'sr' for upscaling models, 'denoise' or 'deblur' for same-size ones", value=config.task)
 
 
 class StepBatches(Sampler[list[int]]):
@@ -232,10 +281,10 @@ def train_model(
     """Train ``model`` in place for ``steps`` Adam steps on L1 loss (+ ``extra_loss()``).
 
     ``after_step`` runs after each optimizer step (e.g. ``pruner.step``); ``status`` adds fields
-    to the progress bar; ``param_groups`` replaces the default Adam groups (e.g. a method's
+    to the progress bar and its numeric ones to the log (:attr:`TrainLog.status`); ``param_groups`` replaces the default Adam groups (e.g. a method's
     ``pruner.param_groups(lr, aux_lr)``). Evaluates every ``config.eval_every`` steps and at the end. ``state`` is
     what a checkpoint saves and restores besides the optimizer (anything with ``state_dict`` /
-    ``load_state_dict`` that holds the model, e.g. the ASSL pruner; default: ``model``).
+    ``load_state_dict`` that holds the model, e.g. a method's pruner; default: ``model``).
     """
     check_task(config, scale)
     device = config.device_obj()
@@ -292,11 +341,10 @@ def _one_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Any, de
     optimizer.step()
     if after_step is not None:
         after_step()
-    fields = {"loss": f"{loss.item():.4f}", **(status() if status else {})}
+    figures = status() if status else {}
+    fields = {"loss": f"{loss.item():.4f}", **figures}
     if step % max(1, steps // 200) == 0 or step == steps:
-        log.steps.append(step)
-        log.loss.append(float(loss.item()))
-        log.alpha.append(float(fields.get("α", 0.0) or 0.0))
+        log.record(step, loss.item(), figures)
     if pairs is not None and ((config.eval_every and step % config.eval_every == 0) or step == steps):
         scores = evaluate(model, pairs, shave=scale if config.task == "sr" else 0, device=device)
         log.evals.append((step, scores))
@@ -344,14 +392,15 @@ def _restore(config: TrainConfig, holder: Any, optimizer: torch.optim.Optimizer,
     payload = read_checkpoint(config.resume)
     path = Path(config.resume) / "checkpoint.pt"
     if payload.get("format") != CHECKPOINT_FORMAT or payload.get("version") != 1:
-        raise CheckpointError(f"{path} is not an fxprune training checkpoint (format {payload.get('format')!r})")
+        raise CheckpointError(f"{path} is not an fxprune training checkpoint (format {payload.get('format')!r})",
+                              path=path)
     try:
         mine = (description, steps, config.seed, config.batch_size)
         theirs = (payload["description"], payload["steps"], payload["sampler"]["seed"], payload["sampler"]["batch_size"])
         if mine != theirs:
             raise CheckpointError(f"{path} was written by another run ({theirs[0]!r}, {theirs[1]} steps, seed "
                                   f"{theirs[2]}, batch {theirs[3]}); this run is {mine[0]!r}, {mine[1]} steps, seed "
-                                  f"{mine[2]}, batch {mine[3]}")
+                                  f"{mine[2]}, batch {mine[3]}", path=path)
         holder.load_state_dict(payload["state"])
         optimizer.load_state_dict(payload["optimizer"])
         rng = payload["rng"]
@@ -360,11 +409,10 @@ def _restore(config: TrainConfig, holder: Any, optimizer: torch.optim.Optimizer,
         random.setstate(rng["python"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        saved = payload["log"]
-        log.steps[:], log.loss[:], log.alpha[:] = saved["steps"], saved["loss"], saved["alpha"]
-        log.evals[:] = [(e.pop("step"), e) for e in (dict(e) for e in saved["evals"])]
+        log.load(payload["log"])
         return int(payload["step"])
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{path} is incomplete or does not fit this model ({type(error).__name__}: {error})") from error
+        raise CheckpointError(f"{path} is incomplete or does not fit this model ({type(error).__name__}: {error})",
+                              path=path) from error

@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "fxprune.train")),
     ("capture", ("fxprune.trace", "fxprune.fast_capture", "fxprune.shapes", "fxprune.capture_cache", "fxprune.opaque")),
     ("analysis", ("fxprune.coupling", "fxprune.solve", "fxprune.graph", "fxprune.analysis", "fxprune.record",
-                  "fxprune.counting", "fxprune.masking")),
+                  "fxprune.counting", "fxprune.crosscheck", "fxprune.masking")),
     ("selection", ("fxprune.selection", "fxprune.budget")),
     ("passes", ("fxprune.pass_infra", "fxprune.passes")),
     ("checks", ("fxprune.verify", "fxprune.nm_check", "fxprune.latency")),

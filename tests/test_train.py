@@ -118,3 +118,24 @@ def test_built_in_loop_gives_the_gates_their_own_learning_rate():
     assert len(_param_groups(pruner.model, fxprune.TrainConfig())) == 1
     with pytest.raises(fxprune.SpecError, match="gate_lr"):
         fxprune.TrainConfig(gate_lr=0)
+
+
+def test_the_log_keeps_every_numeric_status_figure_of_any_method():
+    """TrainLog knows no method: it records what status() reports (numbers, numeric strings),
+    one value per logged step, NaN before a figure first appears; a checkpoint restores it."""
+    from fxprune.train import TrainLog, train_model
+
+    calls = []
+
+    def status():
+        calls.append(None)
+        figures = {"phase": "warm", "rate": len(calls) / 10, "cost": f"{len(calls):.2e}"}
+        return figures if len(calls) > 1 else {"phase": "warm"}
+
+    log = train_model(build("edsr", blocks=1, channels=8), fxprune.TrainConfig(**TINY), 3, 2, status=status)
+    assert log.steps == [1, 2, 3] and set(log.status) == {"rate", "cost"}
+    assert log.status["rate"][1:] == [0.2, 0.3] and log.status["cost"][1:] == [2.0, 3.0]
+    assert all(torch.isnan(torch.tensor(series[0])) for series in log.status.values())
+    restored = TrainLog()
+    restored.load(log.as_dict())
+    assert restored.status.keys() == log.status.keys() and restored.steps == log.steps

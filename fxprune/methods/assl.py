@@ -37,8 +37,8 @@ from ..passes.insert_assl_gates import InsertAsslGates
 from ..passes.slice_channels import slice_channels
 from ..record import mark_prepared, stamp
 from ..schedule import AsslSchedule
-from ..selection import nothing_pruned, plan_keep
-from ..spec import Spec
+from ..selection import CHANNEL_FIELDS, nothing_pruned, plan_keep
+from ..spec import Spec, check_choice, check_count, check_positive
 from ..verify import verify_sliced
 from .base import Method, Pruner, from_rank0, register_method
 
@@ -326,5 +326,58 @@ def prepare_assl(model: nn.Module, spec: Spec, example_inputs: Any) -> AsslPrune
     return AsslPruner(graph, spec, gm, groups, unimportant)
 
 
+ALIGNMENTS = ("joint", "ssa")
+SHRINKS = ("schedule", "paper")
+ASSL_FIELDS = ("align", "reg_step", "reg_interval", "reg_ceiling", "hold_steps", "ssa_steps", "ssa_weight", "shrink",
+               "finetune_steps")
+ASSL_FIELDS_DOC = """``method="assl"``: Aligned Structured Sparsity Learning (weight-norm gates, a growing L2
+penalty on the unimportant gates, then fine-tuning); needs training (``prepare`` / ``convert``
+or ``compress(..., train=TrainConfig(...))``). It reads ``ratio`` / ``macs`` / ``latency`` /
+``round_to`` as ``l1`` does. Its fields (the paper's values are the defaults; ``steps``
+rescales the whole schedule):
+    align: ``"joint"`` (default): each group's unimportant set is decided once from the
+        scores summed over all its producers, so coupled layers are aligned exactly.
+        ``"ssa"``: the paper's sparsity structure alignment (soft masks, −mean(M·Mᵀ)) runs
+        on coupled groups for ``ssa_steps`` first; their set is then picked jointly.
+    reg_step: Δα, the penalty factor's increment (1e-4).
+    reg_interval: K, steps between increments (20).
+    reg_ceiling: τ, the factor stops growing there (0.5).
+    hold_steps: steps the penalty is held at τ before pruning (43150).
+    ssa_steps: steps of SSA before coupled groups are penalized (10000, our choice; ignored
+        with ``align="joint"``).
+    ssa_weight: weight of the SSA loss (1.0, our choice).
+    finetune_steps: steps of fine-tuning with the pruned channels masked (100000, our choice).
+    steps: if set, every phase (SSA, growth, hold, fine-tuning) is scaled so the schedule
+        takes this many steps in total.
+    shrink: ``"schedule"`` (default): besides the penalty, ``pruner.step()`` caps every
+        unimportant gate (and its bias) at a fraction of its value when its penalty started;
+        the fraction falls with the accumulated penalty factor α and reaches 0 at the prune
+        point, so masking costs nothing at any schedule length, whatever the optimizer.
+        ``"paper"``: the penalty alone (coupled L2 through the optimizer, as the official
+        code); with Adam the gates move about ``lr`` per step, so short schedules prune live
+        channels.
+"""
+
+
+def validate_assl(spec: Spec) -> None:
+    """The checks of ASSL's own fields (they run for the whole channel family).
+
+    >>> Spec(method="assl", shrink="fast")
+    Traceback (most recent call last):
+    ...
+    fxprune.errors.SpecError: spec field 'shrink': unknown gate shrink 'fast'; choose one of schedule, paper
+    """
+    check_choice("align", spec.align, ALIGNMENTS, "alignment")
+    check_choice("shrink", spec.shrink, SHRINKS, "gate shrink")
+    for name in ("reg_step", "reg_ceiling"):
+        check_positive(name, getattr(spec, name))
+    check_positive("ssa_weight", spec.ssa_weight, allow_zero=True)
+    check_count("reg_interval", spec.reg_interval, minimum=1)
+    for name in ("hold_steps", "ssa_steps", "finetune_steps"):
+        check_count(name, getattr(spec, name), minimum=0)
+
+
 ASSL = register_method(Method("assl", trains=True, prepare=prepare_assl,
-                              summary="Aligned Structured Sparsity Learning: learned channel pruning (ASSL)"))
+                              summary="Aligned Structured Sparsity Learning: learned channel pruning (ASSL)",
+                              owns=(*CHANNEL_FIELDS, "steps", *ASSL_FIELDS), family="channel", validate=validate_assl,
+                              fields_doc=ASSL_FIELDS_DOC))

@@ -1,7 +1,8 @@
 """The method protocol: a registry of compression methods and the :class:`Pruner` they return.
 
 A method is a :class:`Method` entry: its name, whether it must train, the :class:`~fxprune.Spec`
-fields and override settings it owns (read from ``fxprune.spec``), and either its ``prepare``
+fields and override settings it owns with its validation of them (registration declares them to
+``fxprune.spec``, which names no method), and either its ``prepare``
 entry (``prepare(model, spec, example_inputs) -> Pruner``) or its ``one_shot`` entry
 (``one_shot(model, spec, example_inputs) -> GraphModule``). ``fxprune.prepare`` / ``convert`` /
 ``compress`` and the CLI dispatch through :func:`method_for`; a method that does not have to
@@ -25,7 +26,7 @@ import torch.fx as fx
 from torch import nn
 
 from ..errors import SpecError
-from ..spec import FIELD_OWNERS, METHOD_OVERRIDE_FIELDS, OVERRIDE_FIELDS, Spec, declare_method
+from ..spec import METHOD_OVERRIDE_FIELDS, OVERRIDE_FIELDS, Spec, declare_method, owned_fields
 
 
 class Pruner(ABC):
@@ -99,8 +100,16 @@ class Method:
     built-in one or the user's); ``one_shot(model, spec, example_inputs)`` returns the compressed,
     stamped and verified model at once (``fxprune.compress`` may fine-tune it; ``fxprune.prepare``
     refuses it). ``trains``: the method cannot decide without training. ``owns``: the Spec fields
-    it reads besides those the built-in table (``fxprune.spec.FIELD_OWNERS``) gives it, and
-    ``own_overrides`` the settings its overrides take (registration tells ``Spec``).
+    it owns (set away from their defaults under another method they are an error), and
+    ``own_overrides`` the settings its overrides take (None: ``ratio`` and ``round_to``).
+    ``family``: methods of one family may set each other's fields. ``validate(spec)`` raises
+    :class:`~fxprune.SpecError` for a bad value of its fields; it runs when a ``Spec`` of this
+    method (or of its family) is made. ``fields_doc`` documents its fields (added to ``Spec``'s
+    docstring). Registration tells ``Spec`` all of it.
+
+    >>> from fxprune.methods import get_method
+    >>> get_method("sls").override_fields
+    ('m',)
     """
 
     name: str
@@ -110,6 +119,9 @@ class Method:
     summary: str = ""
     owns: tuple[str, ...] = ()
     own_overrides: tuple[str, ...] | None = None
+    family: str | None = None
+    validate: Callable[[Spec], None] | None = None
+    fields_doc: str = ""
 
     def __post_init__(self) -> None:
         if (self.prepare is None) == (self.one_shot is None):
@@ -121,10 +133,11 @@ class Method:
     @property
     def fields(self) -> tuple[str, ...]:
         """The Spec fields this method owns (besides ``method`` and ``overrides``)."""
-        return tuple(name for name, owners in FIELD_OWNERS.items() if self.name in owners)
+        return owned_fields(self.name)
 
     @property
     def override_fields(self) -> tuple[str, ...]:
+        """The settings this method's overrides take."""
         return METHOD_OVERRIDE_FIELDS.get(self.name, OVERRIDE_FIELDS)
 
 
@@ -135,7 +148,8 @@ def register_method(method: Method) -> Method:
     """Add ``method`` to the registry (a name can be registered once) and let ``Spec`` accept it."""
     if method.name in _REGISTRY and _REGISTRY[method.name] is not method:
         raise ValueError(f"a method named {method.name!r} is already registered")
-    declare_method(method.name, method.owns, method.own_overrides)
+    declare_method(method.name, method.owns, method.own_overrides, family=method.family, validate=method.validate,
+                   doc=method.fields_doc)
     _REGISTRY[method.name] = method
     return method
 
@@ -153,7 +167,8 @@ def method_for(spec: Spec) -> Method:
     """The registered method ``spec.method`` names; :class:`~fxprune.SpecError` if there is none."""
     method = _REGISTRY.get(spec.method)
     if method is None:
-        raise SpecError("method", f"no method {spec.method!r} is registered; registered: {', '.join(_REGISTRY)}")
+        raise SpecError("method", f"no method {spec.method!r} is registered; registered: {', '.join(_REGISTRY)}",
+                        value=spec.method)
     return method
 
 

@@ -30,7 +30,7 @@ from ..budget import ratio_for_macs
 from ..latency import plan_for_latency
 from ..passes.slice_channels import slice_channels
 from ..record import stamp
-from ..selection import nothing_pruned, plan_keep
+from ..selection import CHANNEL_FIELDS, nothing_pruned, plan_keep
 from ..spec import Spec
 from ..verify import verify_sliced
 from .base import Method, register_method
@@ -51,5 +51,11 @@ def compress_l1(model: nn.Module, spec: Spec, example_inputs: Any) -> fx.GraphMo
     return small
 
 
+L1_FIELDS_DOC = """``method="l1"`` (the default): one-shot pruning by the L1 norm of each unit's producer
+filters, under ``ratio``, ``macs`` or ``latency``; ``steps`` is the optional fine-tuning of the
+sliced model. Overrides take ``ratio`` and ``round_to``.
+"""
+
 L1 = register_method(Method("l1", trains=False, one_shot=compress_l1,
-                            summary="one-shot channel pruning by L1 filter norm (ratio, MAC or latency budget)"))
+                            summary="one-shot channel pruning by L1 filter norm (ratio, MAC or latency budget)",
+                            owns=(*CHANNEL_FIELDS, "steps"), family="channel", fields_doc=L1_FIELDS_DOC))

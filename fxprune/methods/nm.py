@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from ..errors import SpecError
-from ..spec import Spec
+from ..spec import Spec, check_count
 from .base import Method, register_method
-from .nm_core import NMPrunerBase, build
+from .nm_core import NM_FIELDS, NMPrunerBase, build, check_nm_fields
 
 
 class NMPruner(NMPrunerBase):
@@ -71,5 +71,25 @@ def prepare_nm(model: nn.Module, spec: Spec, example_inputs: Any) -> NMPruner:
     return NMPruner(graph, spec, gm, sites, dense, example_inputs)
 
 
+def validate_nm(spec: Spec) -> None:
+    """The N:M checks, then exactly one of ``n`` and ``budget``, with ``n`` within the group size.
+
+    >>> Spec(method="nm", n=3, m=4, hardware="2:4")
+    Traceback (most recent call last):
+    ...
+    fxprune.errors.SpecError: spec field 'n': must be at most 2 for m=4 in 2:4 mode, got 3
+    """
+    check_nm_fields(spec)
+    if (spec.n is None) == (spec.budget is None):
+        raise SpecError("n", "method 'nm' needs exactly one of n= (e.g. n=2, m=4) or budget=", value=spec.n)
+    if spec.n is not None:
+        check_count("n", spec.n, minimum=1)
+        n_max = spec.m // 2 if spec.hardware == "2:4" else spec.m - 1
+        if spec.n > n_max:
+            raise SpecError("n", f"must be at most {n_max} for m={spec.m}{' in 2:4 mode' if spec.hardware else ''}, "
+                            f"got {spec.n}", value=spec.n)
+
+
 NM = register_method(Method("nm", trains=False, prepare=prepare_nm,
-                            summary="one-shot magnitude N:M (optionally fine-tuned under the frozen mask)"))
+                            summary="one-shot magnitude N:M (optionally fine-tuned under the frozen mask)",
+                            owns=(*NM_FIELDS, "n"), own_overrides=("m", "n"), validate=validate_nm))

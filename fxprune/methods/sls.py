@@ -36,7 +36,7 @@ from torch import nn
 from ..errors import SpecError
 from ..spec import Spec
 from .base import Method, from_rank0, register_method
-from .nm_core import NMPrunerBase, build
+from .nm_core import NM_FIELDS, NM_FIELDS_DOC, NMPrunerBase, build, check_nm_fields
 
 
 class SlsPruner(NMPrunerBase):
@@ -123,6 +123,23 @@ def prepare_sls(model: nn.Module, spec: Spec, example_inputs: Any) -> SlsPruner:
     return SlsPruner(graph, spec, gm, sites, dense, example_inputs)
 
 
-SLS = register_method(Method("sls", trains=True, prepare=prepare_sls,
-                             summary="learnable layer-wise N:M sparsity under a MAC budget (SLS)"))
+def validate_sls(spec: Spec) -> None:
+    """The N:M checks, and a MAC budget, which SLS cannot do without.
+
+    >>> Spec(method="sls", m=8)
+    Traceback (most recent call last):
+    ...
+    fxprune.errors.SpecError: spec field 'budget': method 'sls' learns N per layer under a MAC budget: ...
+    """
+    check_nm_fields(spec)
+    if spec.budget is None:
+        raise SpecError("budget", "method 'sls' learns N per layer under a MAC budget: set budget= "
+                        "(e.g. 0.25 keeps a quarter of the dense MACs)", value=None)
+
+
+SLS = register_method(Method(
+    "sls", trains=True, prepare=prepare_sls, summary="learnable layer-wise N:M sparsity under a MAC budget (SLS)",
+    owns=(*NM_FIELDS, "rerank_every", "reg_weight", "anneal_every", "anneal_factor", "anneal_threshold",
+          "search_steps"),
+    own_overrides=("m",), validate=validate_sls, fields_doc=NM_FIELDS_DOC))
 

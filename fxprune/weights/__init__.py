@@ -74,7 +74,7 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
             out[key] = value
         return out
     except Exception as error:  # torch.load raises many types (UnpicklingError, RuntimeError ...) for a bad file
-        raise CheckpointError(f"cannot read the weights file {path}: {error}") from error
+        raise CheckpointError(f"cannot read the weights file {path}: {error}", path=path) from error
 
 
 def pretrained(name: str, **kwargs: Any) -> nn.Module:
