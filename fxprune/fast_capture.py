@@ -191,9 +191,9 @@ def _as_exported_layout(model: nn.Module, traced: fx.GraphModule, state_names: l
             attr.meta.update(node.meta)
             node.replace_all_uses_with(attr)
             graph.erase_node(node)
-            attr.name = name.replace(".", "_")
     for node, name in zip(placeholders[len(state_names):], input_names):
-        node.target = node.name = name
+        node.target = name
+        node._rename(name)  # through the graph's namespace, as export names them (``input`` becomes ``input_1``)
     _mark_sizes_free([n for n in graph.nodes if n.op == "placeholder"], dynamic_hw)
     for node in graph.nodes:
         stack = node.meta.get("nn_module_stack")

@@ -120,3 +120,14 @@ def test_size_free_ops_are_captured_and_right_at_other_sizes(op):
 def test_batch_norm_in_training_is_not_a_size_read():
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.AdaptiveAvgPool2d(1)).train()
     assert capture_size_blind(model, (X.expand(2, 3, 32, 32),)) is not None
+
+
+def test_names_follow_torch_export_for_digit_modules_and_builtin_arguments():
+    """nn.Sequential's children are "0", "1", ... and its forward's argument is ``input``."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1)).eval()
+    fast = capture_size_blind(trace_module._copy_structure(model), (X,))
+    exported = _export_graph(model)
+    named = lambda gm: [(n.op, n.name, n.target) for n in gm.graph.nodes if n.op in ("get_attr", "placeholder")]
+    assert named(fast) == named(exported)
+    assert _ops(fast) == _ops(exported)
+    assert _groups(fast) == _groups(exported)
