@@ -152,17 +152,23 @@ def _quiet() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _dynamo_export(
-    model: nn.Module,
-    inputs: tuple[torch.Tensor, ...],
-    path: Path,
-    opset: int,
-    dynamic_hw: bool,
-    batch_dynamic: bool,
-    output_count: int,
-    external: bool,
-) -> None:
+@dataclass(frozen=True)
+class _Attempt:
+    """One try at writing the file: what to export, where, at which opset, with which dims dynamic."""
+
+    model: nn.Module
+    inputs: tuple[torch.Tensor, ...]
+    path: Path
+    opset: int
+    dynamic_hw: bool
+    batch_dynamic: bool
+    outputs: list[torch.Tensor]  # the model's outputs on the example (their count and ranks)
+    external: bool  # the weights go to an external data file
+
+
+def _dynamo_export(job: _Attempt) -> None:
     dyn = torch.export.Dim.DYNAMIC
+    inputs, dynamic_hw, batch_dynamic = job.inputs, job.dynamic_hw, job.batch_dynamic
     if batch_dynamic:  # an example batch of 1 would be specialized (0/1 specialization)
         inputs = tuple(
             t.expand(2, *t.shape[1:]).contiguous() if t.dim() == 4 and t.shape[0] == 1 else t for t in inputs
@@ -177,23 +183,16 @@ def _dynamo_export(
                 spec[2], spec[3] = dyn, dyn
         shapes.append(spec or None)
     with _quiet():
-        program = torch.export.export(model, inputs, dynamic_shapes=tuple(shapes), strict=False)
+        program = torch.export.export(job.model, inputs, dynamic_shapes=tuple(shapes), strict=False)
         torch.onnx.export(
-            program, (), str(path), dynamo=True, opset_version=opset, external_data=external,
-            input_names=_names("input", len(inputs)), output_names=_names("output", output_count),
+            program, (), str(job.path), dynamo=True, opset_version=job.opset, external_data=job.external,
+            input_names=_names("input", len(inputs)), output_names=_names("output", len(job.outputs)),
         )
-    finish_file(path, inputs, opset, external)
+    finish_file(job.path, inputs, job.opset, job.external)
 
 
-def _torchscript_export(
-    model: nn.Module,
-    inputs: tuple[torch.Tensor, ...],
-    path: Path,
-    opset: int,
-    dynamic_hw: bool,
-    batch_dynamic: bool,
-    outputs: list[torch.Tensor],
-) -> None:
+def _torchscript_export(job: _Attempt) -> None:
+    inputs, outputs, dynamic_hw, batch_dynamic = job.inputs, job.outputs, job.dynamic_hw, job.batch_dynamic
     input_names, output_names = _names("input", len(inputs)), _names("output", len(outputs))
     axes: dict[str, dict[int, str]] = {}
     for k, (name, t) in enumerate(zip(input_names, inputs)):
@@ -214,7 +213,7 @@ def _torchscript_export(
                 axes[name] = spec
     with _quiet():
         torch.onnx.export(
-            model, clones(inputs), str(path), dynamo=False, opset_version=opset, input_names=input_names,
+            job.model, clones(inputs), str(job.path), dynamo=False, opset_version=job.opset, input_names=input_names,
             output_names=output_names, dynamic_axes=axes or None,
         )
 
@@ -353,11 +352,9 @@ def _export_file(model: nn.Module, inputs: tuple[torch.Tensor, ...], target: Pat
         attempts = [("dynamo", batch_dynamic)] + ([("dynamo", False)] if batch_dynamic else [])
         attempts.append(("torchscript", batch_dynamic))
         for name, batch in attempts:
+            job = _Attempt(model, inputs, target, opset, dynamic_hw, batch, outputs, external)
             try:
-                if name == "dynamo":
-                    _dynamo_export(model, inputs, target, opset, dynamic_hw, batch, len(outputs), external)
-                else:
-                    _torchscript_export(model, inputs, target, opset, dynamic_hw, batch, outputs)
+                (_dynamo_export if name == "dynamo" else _torchscript_export)(job)
             except Exception as error:  # noqa: BLE001 - every failure is reported by the caller
                 failures.append(f"{name} exporter{' (dynamic batch)' if batch else ''}: {first_line(error)}")
                 continue
