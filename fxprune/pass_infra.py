@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, Sequence, TypeVar
 
+import torch
 import torch.fx as fx
 
 from .errors import FxpruneError
@@ -68,7 +69,7 @@ class _Snapshot:
     def of(cls, gm: fx.GraphModule) -> "_Snapshot":
         named = [*gm.named_parameters(remove_duplicate=False), *gm.named_buffers(remove_duplicate=False)]
         return cls(len(gm.graph.nodes), gm.graph.python_code("self").src, tuple(n for n, _ in gm.named_modules()),
-                   {name: (id(t), t._version) for name, t in named})
+                   {name: (id(t), _version(t)) for name, t in named})
 
     def difference(self, other: "_Snapshot") -> str | None:
         """What changed from ``self`` to ``other``, or None."""
@@ -79,6 +80,14 @@ class _Snapshot:
         changed = sorted(set(self.tensors) ^ set(other.tensors)) or [
             name for name, key in self.tensors.items() if other.tensors[name] != key]
         return f"its tensor {changed[0]!r} was replaced or written" if changed else None
+
+
+def _version(tensor: torch.Tensor) -> int:
+    """The tensor's version counter (-1 for an inference tensor, which has none)."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return -1
 
 
 class PassBase(Generic[Produced]):

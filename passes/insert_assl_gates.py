@@ -98,8 +98,8 @@ class InsertAsslGates(PassBase[tuple[GateSite, ...]]):
 
     def call(self, gm: fx.GraphModule) -> PassResult[tuple[GateSite, ...]]:
         reads = parameter_reads(gm)
-        read = {p: dim for p, dim in self.weights.items() if p in reads}  # a weight not read directly (e.g.
-        # through a lifted constant) stays ungated
+        # a weight that is not read directly (e.g. through a lifted constant) stays ungated
+        read = {p: dim for p, dim in self.weights.items() if p in reads}
         biases = {p: _bias_of(reads[p]) for p in read}  # before the insertion: then the conv reads the gate
         gates = {p: WeightNormGate(gm.get_parameter(p), dim) for p, dim in read.items()}
         inserted = InsertWeightModules(gates, GATES)(gm)
