@@ -23,7 +23,7 @@ from .methods import Pruner
 from .methods.assl import AsslPruner
 from .model_io import load, save
 from .nm_check import NMReport, check_nm
-from .passes.export_onnx import ExportReport, OnnxExportError, check_onnx_parity, export_onnx
+from .onnx import ExportReport, OnnxExportError, check_onnx_parity, export_onnx
 from .spec import Spec
 from .train import TrainConfig
 from .trace import trace

@@ -23,6 +23,7 @@ naming the path and the fix.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import types
@@ -197,7 +198,8 @@ def save(model: nn.Module, path: str | os.PathLike, example_inputs: Any, *,
 
 
 def _compacted(model: nn.Module) -> tuple[nn.Module, dict[str, int]]:
-    """A copy of an N:M model with its N:M weights as values + offsets (see passes/compact_nm.py)."""
+    """A copy of an N:M model with its N:M weights as values + offsets (see passes/compact_nm.py)
+    and the bytes of those weights, dense and compact."""
     from .graph_mode import copy_graph_module
     from .passes.compact_nm import CompactNM
 
@@ -205,7 +207,7 @@ def _compacted(model: nn.Module) -> tuple[nn.Module, dict[str, int]]:
     if not layers or not isinstance(model, fx.GraphModule):
         raise ValueError("compact_nm=True needs a model converted by an N:M method (Spec(method='sls' or 'nm'))")
     result = CompactNM(layers)(copy_graph_module(model))
-    return result.gm, {"dense_bytes": result.info["dense_bytes"], "compact_bytes": result.info["compact_bytes"]}
+    return result.gm, dataclasses.asdict(result.produced)
 
 
 def _fix(target: Path) -> str:

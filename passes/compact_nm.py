@@ -17,6 +17,7 @@ bytes plus one byte per kept weight (0.31 of dense float32 at 8:32).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import torch
@@ -26,6 +27,7 @@ from torch import nn
 from fxprune.pass_infra import PassBase, PassResult, PreconditionError
 
 from .insert_nm_masks import grouped, ungrouped
+from .insert_weight_modules import module_path, parameter_reads
 
 PACKED = "fxprune_nm_packed"
 
@@ -53,11 +55,20 @@ class NMPacked(nn.Module):
         return f"shape={self.shape}, n={self.values.shape[-1]}, m={self.m}"
 
 
-class CompactNM(PassBase):
-    """Replace each named N:M weight (``param -> (n, m)``) by an :class:`NMPacked` module, in place.
+@dataclass(frozen=True)
+class CompactBytes:
+    """The bytes of the replaced weights, dense and compact (values + offsets)."""
 
-    ``info`` gives ``dense_bytes`` and ``compact_bytes`` of the replaced weights (values + offsets).
-    """
+    dense_bytes: int
+    compact_bytes: int
+
+
+class CompactNM(PassBase[CompactBytes]):
+    """Replace each named N:M weight (``param -> (n, m)``) by an :class:`NMPacked` module, in place;
+    produces the :class:`CompactBytes` of the replaced weights."""
+
+    name = "compact_nm"
+    in_place = True
 
     def __init__(self, layers: Mapping[str, tuple[int, int]]):
         super().__init__()
@@ -67,20 +78,20 @@ class CompactNM(PassBase):
         params = dict(gm.named_parameters())
         missing = [p for p in self.layers if p not in params]
         if missing:
-            raise PreconditionError(f"{self.name}: no parameter {missing[0]!r} in the model")
+            raise PreconditionError(f"{self.name}: no parameter {missing[0]!r} in the model", self.name)
 
-    def call(self, gm: fx.GraphModule) -> PassResult:
+    def call(self, gm: fx.GraphModule) -> PassResult[CompactBytes]:
         if not hasattr(gm, PACKED):
             gm.add_module(PACKED, nn.Module())
-        getattrs = {n.target: n for n in gm.graph.nodes if n.op == "get_attr"}
+        reads = parameter_reads(gm)
         dense = compact = 0
         for param, (n, m) in self.layers.items():
-            node = getattrs.get(param)
+            node = reads.get(param)
             if node is None:
                 continue
             weight = gm.get_parameter(param)
             packed = NMPacked(weight, m, n)
-            path = f"{PACKED}.{param.replace('.', '__')}"
+            path = module_path(PACKED, param)
             gm.add_submodule(path, packed)
             with gm.graph.inserting_after(node):
                 rebuilt = gm.graph.call_module(path, ())
@@ -91,4 +102,4 @@ class CompactNM(PassBase):
             delattr(gm.get_submodule(owner) if owner else gm, leaf)
             dense += weight.numel() * weight.element_size()
             compact += packed.values.numel() * packed.values.element_size() + packed.offsets.numel()
-        return PassResult(gm, compact > 0, {"dense_bytes": dense, "compact_bytes": compact})
+        return PassResult(gm, compact > 0, CompactBytes(dense, compact))

@@ -3,8 +3,9 @@
 Every producer weight of a pruned group becomes ``W = γ · V / ‖V‖`` (norm over all dims but the
 output-channel dim), with ``γ`` starting at ``‖V‖`` so the gated model computes what the
 original did. ``V`` stays the original parameter under its original name; the gate is a small
-module called on it, so folding the gate back (:mod:`fxprune.passes.fold_weight_norm`) restores a
-graph whose nodes and parameters carry the original names.
+module called on it (:mod:`fxprune.passes.insert_weight_modules`), so folding the gate back
+(:mod:`fxprune.passes.fold_weight_modules`) restores a graph whose nodes and parameters carry the
+original names.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import torch.fx as fx
 from torch import nn
 
 from fxprune.pass_infra import PassBase, PassResult, PostconditionError
+
+from .insert_weight_modules import InsertWeightModules, parameter_reads
 
 GATES = "fxprune_gates"
 
@@ -60,10 +63,6 @@ class GateSite:
     bias: str | None
 
 
-def gate_path(param: str) -> str:
-    return f"{GATES}.{param.replace('.', '__')}"
-
-
 def _bias_of(weight_node: fx.Node) -> str | None:
     """The bias parameter of the op that uses this weight (conv/linear), if it has one."""
     for user in weight_node.users:
@@ -79,34 +78,37 @@ def _bias_of(weight_node: fx.Node) -> str | None:
     return None
 
 
-class InsertAsslGates(PassBase):
-    """Gate the given ``(parameter, output dim)`` weights of a GraphModule, in place."""
+class InsertAsslGates(PassBase[tuple[GateSite, ...]]):
+    """Gate the given ``(parameter, output dim)`` weights of a GraphModule, in place (a thin use of
+    :class:`~fxprune.passes.insert_weight_modules.InsertWeightModules`); produces one
+    :class:`GateSite` per gated weight.
+
+    >>> import torch, fxprune
+    >>> gm = fxprune.trace(torch.nn.Conv2d(3, 4, 3), torch.randn(1, 3, 8, 8))
+    >>> InsertAsslGates([("weight", 0)])(gm).produced
+    (GateSite(param='weight', dim=0, gate='fxprune_gates.weight', bias='bias'),)
+    """
+
+    name = "insert_assl_gates"
+    in_place = True
 
     def __init__(self, weights: Iterable[tuple[str, int]]):
         super().__init__()
         self.weights = dict(weights)
-        self.sites: list[GateSite] = []
 
-    def call(self, gm: fx.GraphModule) -> PassResult:
-        if not hasattr(gm, GATES):
-            gm.add_module(GATES, nn.Module())
-        getattrs = {n.target: n for n in gm.graph.nodes if n.op == "get_attr"}
-        for param, dim in self.weights.items():
-            node = getattrs.get(param)
-            if node is None:  # a weight that is not read directly (e.g. through a lifted constant) stays ungated
-                continue
-            path = gate_path(param)
-            bias = _bias_of(node)  # before the rewiring below: afterwards the conv reads the gate, not the weight
-            gm.add_submodule(path, WeightNormGate(gm.get_parameter(param), dim))
-            with gm.graph.inserting_after(node):
-                gated = gm.graph.call_module(path, (node,))
-            node.replace_all_uses_with(gated, delete_user_cb=lambda user: user is not gated)
-            gated.meta = dict(node.meta)
-            self.sites.append(GateSite(param, dim, path, bias))
-        return PassResult(gm, bool(self.sites), {"gates": len(self.sites)})
+    def call(self, gm: fx.GraphModule) -> PassResult[tuple[GateSite, ...]]:
+        reads = parameter_reads(gm)
+        # a weight that is not read directly (e.g. through a lifted constant) stays ungated
+        read = {p: dim for p, dim in self.weights.items() if p in reads}
+        biases = {p: _bias_of(reads[p]) for p in read}  # before the insertion: then the conv reads the gate
+        gates = {p: WeightNormGate(gm.get_parameter(p), dim) for p, dim in read.items()}
+        inserted = InsertWeightModules(gates, GATES)(gm)
+        sites = tuple(GateSite(p, read[p], path, biases[p]) for p, path in inserted.produced.items())
+        return PassResult(gm, inserted.modified, sites)
 
-    def ensures(self, gm: fx.GraphModule) -> None:
-        for site in self.sites:
-            gate = gm.get_submodule(site.gate)
-            if gate.gamma.numel() != gm.get_parameter(site.param).shape[site.dim]:
-                raise PostconditionError(f"{self.name}: gate of {site.param} has the wrong number of channels")
+    def ensures(self, result: PassResult[tuple[GateSite, ...]]) -> None:
+        for site in result.produced:
+            gate = result.gm.get_submodule(site.gate)
+            if gate.gamma.numel() != result.gm.get_parameter(site.param).shape[site.dim]:
+                raise PostconditionError(f"{self.name}: gate of {site.param} has the wrong number of channels",
+                                         self.name)

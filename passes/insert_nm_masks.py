@@ -26,7 +26,7 @@ from torch import nn
 
 from fxprune.pass_infra import PassBase, PassResult
 
-from .insert_weight_modules import InsertWeightModules
+from .insert_weight_modules import InsertWeightModules, calls_under
 
 NM_MASKS = "fxprune_nm_masks"
 SCORE_MAX = 1.03
@@ -156,24 +156,32 @@ def weight_reads(gm: fx.GraphModule) -> dict[str, list[fx.Node]]:
     return out
 
 
-class InsertNMMasks(PassBase):
+class InsertNMMasks(PassBase[dict[str, str]]):
     """Put an :class:`NMMask` on each ``param -> (m, hardware)``, in place (a thin use of
-    :class:`~fxprune.passes.insert_weight_modules.InsertWeightModules`); ``info["sites"]`` maps
-    param -> mask module path."""
+    :class:`~fxprune.passes.insert_weight_modules.InsertWeightModules`); produces param -> mask
+    module path.
+
+    >>> import torch, fxprune
+    >>> gm = fxprune.trace(torch.nn.Conv2d(8, 4, 3), torch.randn(1, 8, 8, 8))
+    >>> InsertNMMasks({"weight": (4, None)})(gm).produced
+    {'weight': 'fxprune_nm_masks.weight'}
+    >>> list(masks_of(gm))
+    ['weight']
+    """
+
+    name = "insert_nm_masks"
+    in_place = True
 
     def __init__(self, sites: Mapping[str, tuple[int, str | None]]):
         super().__init__()
         self.sites = dict(sites)
 
-    def call(self, gm: fx.GraphModule) -> PassResult:
+    def call(self, gm: fx.GraphModule) -> PassResult[dict[str, str]]:
         masks = {p: NMMask(gm.get_parameter(p), m, hw) for p, (m, hw) in self.sites.items()}
         return InsertWeightModules(masks, NM_MASKS)(gm)
 
 
 def masks_of(gm: fx.GraphModule, sites: Iterable[str] | None = None) -> dict[str, NMMask]:
     """Param name -> its mask module, for every N:M mask in ``gm``."""
-    out = {}
-    for node in gm.graph.nodes:
-        if node.op == "call_module" and str(node.target).startswith(NM_MASKS + "."):
-            out[str(node.args[0].target)] = gm.get_submodule(node.target)
+    out = {str(node.args[0].target): gm.get_submodule(node.target) for node in calls_under(gm, NM_MASKS)}
     return out if sites is None else {p: out[p] for p in sites}

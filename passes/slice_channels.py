@@ -1,9 +1,10 @@
 """Physically remove dropped channels: slice parameters and rewrite the sizes baked into the graph.
 
 Given a :class:`~fxprune.graph.ChannelGraph` and a keep-set (one bool per unit of each group), the
-pass returns a new GraphModule in which every parameter/buffer of a group keeps only the kept
-indices, and every op argument that encodes a channel count (view/expand shapes, split sizes,
-slice bounds, conv and GroupNorm group counts, fill shapes) is rewritten. The result runs without
+pass returns a new GraphModule (the one it is given stays as it was) in which every
+parameter/buffer of a group keeps only the kept indices, and every op argument that encodes a
+channel count (view/expand shapes, split sizes, slice bounds, conv and GroupNorm group counts,
+fill shapes) is rewritten. The result runs without
 fxprune and equals the masked model (:func:`fxprune.masking.masked_model`).
 
 Torch-Pruning's per-layer functions (``prune_conv_out_channels`` ...) edit ``nn.Module`` objects and
@@ -25,8 +26,10 @@ from fxprune.coupling.context import static_size
 from fxprune.graph import ChannelGraph
 from fxprune.graph_mode import copy_graph_module
 from fxprune.masking import check_keep
-from fxprune.pass_infra import PassBase, PassResult
-from fxprune.selection import SizeKey, kept_indices  # noqa: F401 - kept_indices: also a name of this module
+from fxprune.pass_infra import PassBase, PassResult, PreconditionError
+from fxprune.selection import SizeKey, kept_indices
+
+from .insert_weight_modules import WeightModules
 
 aten = torch.ops.aten
 
@@ -227,8 +230,55 @@ def _slice_tensors(gm: fx.GraphModule, kept: dict[SizeKey, np.ndarray]) -> int:
     return removed
 
 
+def _rewrite_sizes(gm: fx.GraphModule, kept: dict[SizeKey, np.ndarray]) -> None:
+    """Rewrite every op argument of ``gm`` that encodes a sliced channel count, in place."""
+    sizes = _Sizes(kept)
+    for node in gm.graph.nodes:
+        rewrite = REWRITERS.get(node.target)
+        if rewrite is not None:
+            rewrite(node, sizes)
+
+
+class SliceChannels(PassBase[int]):
+    """Remove the dropped units of ``keep`` from the GraphModule it is given; produces the number
+    of parameter/buffer elements removed.
+
+    Not in place: the module given is left as it was (graph, parameters and buffers); the result
+    is a deep copy of it whose graph is rewritten and whose sliced tensors are new. The module must
+    have the node names of ``graph.gm`` (``graph.gm`` itself, or a copy whose weight modules were
+    folded) and no weight modules left (:class:`PreconditionError` otherwise).
+    """
+
+    name = "slice_channels"
+    in_place = False
+
+    def __init__(self, graph: ChannelGraph, keep: Mapping[int, np.ndarray]):
+        super().__init__()
+        self.graph, self.keep = graph, keep
+
+    def requires(self, gm: fx.GraphModule) -> None:
+        weight_modules = [name for name, child in gm.named_children() if isinstance(child, WeightModules)]
+        if weight_modules:
+            raise PreconditionError(f"{self.name}: the model still has the weight modules under '{weight_modules[0]}'; "
+                                    "fold them first (fold_weight_modules)", self.name)
+        names = {n.name for n in gm.graph.nodes}
+        missing = sorted({m.node for g in self.graph.groups for m in g.members} - names)
+        if missing:
+            raise PreconditionError(f"{self.name}: the model has no node '{missing[0]}' of the channel analysis; "
+                                    "slice the model that was analyzed (or a copy of it)", self.name)
+
+    def call(self, gm: fx.GraphModule) -> PassResult[int]:
+        graph = self.graph.rebind(gm)
+        kept = kept_indices(graph, check_keep(graph, self.keep))
+        sliced = copy_graph_module(gm)
+        removed = _slice_tensors(sliced, kept)
+        _rewrite_sizes(sliced, kept)
+        return PassResult(sliced, True, removed)
+
+
 def slice_channels(graph: ChannelGraph, keep: Mapping[int, np.ndarray]) -> fx.GraphModule:
-    """A smaller copy of ``graph.gm`` with the dropped units removed.
+    """A smaller copy of ``graph.gm`` with the dropped units removed (:class:`SliceChannels` run on
+    ``graph.gm``, which stays as it was).
 
     >>> import numpy as np, torch, fxprune
     >>> from fxprune.models import build
@@ -236,33 +286,7 @@ def slice_channels(graph: ChannelGraph, keep: Mapping[int, np.ndarray]) -> fx.Gr
     >>> graph = fxprune.analyze(build("edsr", blocks=2, channels=16), torch.randn(1, 3, 16, 16))
     >>> trunk = graph.groups[0]
     >>> small = slice_channels(graph, {trunk.id: np.arange(trunk.channels) < 8})
-    >>> small.get_parameter("head.weight").shape
-    torch.Size([8, 3, 3, 3])
+    >>> small.get_parameter("head.weight").shape, graph.gm.get_parameter("head.weight").shape
+    (torch.Size([8, 3, 3, 3]), torch.Size([16, 3, 3, 3]))
     """
-    keep = check_keep(graph, keep)
-    kept = kept_indices(graph, keep)
-    gm = copy_graph_module(graph.gm)
-    removed = _slice_tensors(gm, kept)
-    sizes = _Sizes(kept)
-    for node in gm.graph.nodes:
-        rewrite = REWRITERS.get(node.target)
-        if rewrite is not None:
-            rewrite(node, sizes)
-    gm.graph.lint()
-    gm.recompile()
-    gm.meta["fxprune_sliced"] = {"parameters_removed": removed}
-    return gm
-
-
-class SliceChannels(PassBase):
-    """Pass wrapper around :func:`slice_channels`."""
-
-    name = "slice_channels"
-
-    def __init__(self, graph: ChannelGraph, keep: Mapping[int, np.ndarray]):
-        super().__init__()
-        self.graph, self.keep = graph, keep
-
-    def call(self, gm: fx.GraphModule) -> PassResult:
-        sliced = slice_channels(self.graph, self.keep)
-        return PassResult(sliced, True, dict(sliced.meta["fxprune_sliced"]))
+    return SliceChannels(graph, keep)(graph.gm).gm

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import fxprune
 from helpers import zoo_names
 from fxprune.models import build, names
-from fxprune.passes.fold_weight_norm import FoldWeightNorm
+from fxprune.passes.fold_weight_modules import FoldWeightModules as FoldWeightNorm
 from fxprune.schedule import AsslSchedule
 
 from randomnets import RandomNet, programs

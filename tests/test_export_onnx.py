@@ -27,7 +27,7 @@ from torch import nn
 import fxprune
 from fxprune.errors import FxpruneError, ParityError
 from fxprune.models import build, names
-from fxprune.passes.export_onnx import ExportReport, OnnxExportError, check_onnx_parity, export_onnx
+from fxprune.onnx import ExportReport, OnnxExportError, check_onnx_parity, export_onnx
 from fxprune.passes.slice_channels import slice_channels
 
 from helpers import random_keep, zoo_names

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import fxprune
-from fxprune.passes.export_onnx import export_onnx
+from fxprune.onnx import export_onnx
 
 
 class MeanShiftNet(nn.Module):
@@ -95,7 +95,7 @@ def test_parity_check_catches_a_five_percent_error_on_any_one_conv(tmp_path):
     while the honest file passes well within the tolerance."""
     from onnx import numpy_helper
 
-    from fxprune.passes.export_onnx import check_onnx_parity
+    from fxprune.onnx import check_onnx_parity
 
     torch.manual_seed(0)
     model = ResidualNet().eval()

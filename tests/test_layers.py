@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "fxprune.data", "fxprune.metrics", "fxprune.runtime", "fxprune.models", "fxprune.weights",
               "fxprune.train")),
     ("capture", ("fxprune.trace", "fxprune.fast_capture", "fxprune.shapes", "fxprune.capture_cache", "fxprune.opaque")),
+    ("onnx", ("fxprune.onnx",)),  # export, file finishing, parity: needs only the capture's quiet logs
     ("analysis", ("fxprune.coupling", "fxprune.solve", "fxprune.graph", "fxprune.analysis", "fxprune.record",
                   "fxprune.counting", "fxprune.crosscheck", "fxprune.masking")),
     ("selection", ("fxprune.selection", "fxprune.budget")),

@@ -11,7 +11,7 @@ from torch import nn
 import fxprune
 from fxprune.errors import InferenceError
 from fxprune.models import build
-from fxprune.passes.export_onnx import export_onnx
+from fxprune.onnx import export_onnx
 from fxprune.runtime import open_session, read_image, run_tiled, session_tile, tile_windows, write_image
 
 

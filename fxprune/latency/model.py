@@ -12,7 +12,8 @@ import torch.fx as fx
 
 from ..budget import record_shapes
 from ..graph import ChannelGraph
-from ..passes.slice_channels import kept_indices, slice_channels
+from ..passes.slice_channels import slice_channels
+from ..selection import kept_indices
 from .table import ConvSig, LatencyTable, default_threads, measure_latencies
 
 _CONV_OPS = {"conv2d", "convolution", "_convolution"}

@@ -198,7 +198,7 @@ def measure_latencies(models: list[torch.nn.Module], example_inputs: Any, thread
     ``rounds``, and ``seconds`` per model), so a busy phase of the machine hits all alike; each
     figure is the model's fastest run (see :func:`time_session`).
     """
-    from ..passes.export_onnx import export_onnx
+    from ..onnx import export_onnx
 
     inputs = tuple(t.detach().cpu() for t in as_inputs(example_inputs) if isinstance(t, torch.Tensor))
     with tempfile.TemporaryDirectory() as folder:

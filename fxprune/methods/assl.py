@@ -31,15 +31,14 @@ from ..graph import ChannelGraph
 from ..graph_mode import copy_graph_module, enable_train_eval
 from ..latency import plan_for_latency
 from ..masking import MASK_BUFFER, insert_channel_masks, remove_channel_masks
-from ..passes.assl_regularizer import GatedGroup, gate_scores, si_penalty, ssa_loss
-from ..passes.fold_weight_norm import FoldWeightNorm
+from ..passes import pipeline
 from ..passes.insert_assl_gates import InsertAsslGates
-from ..passes.slice_channels import slice_channels
 from ..record import mark_prepared, stamp
 from ..schedule import AsslSchedule
 from ..selection import CHANNEL_FIELDS, nothing_pruned, plan_keep
 from ..spec import Spec, check_choice, check_count, check_positive
 from ..verify import verify_sliced
+from .assl_penalty import GatedGroup, gate_scores, si_penalty, ssa_loss
 from .base import Method, Pruner, from_rank0, register_method
 
 STATE_FORMAT = "fxprune.assl-pruner"
@@ -282,10 +281,9 @@ class AsslPruner(Pruner):
         if not self.done:
             warnings.warn(f"converting at step {self.step_count} of {self.schedule.total} (phase "
                           f"'{self.phase}'): the schedule has not finished", stacklevel=3)
-        gm = copy_graph_module(self.model)
-        remove_channel_masks(gm)
-        gm = FoldWeightNorm()(gm).gm
-        small = enable_train_eval(slice_channels(self.graph.rebind(gm), self.keep()), mode=False)
+        gm = remove_channel_masks(copy_graph_module(self.model))
+        sliced = pipeline("fold_and_slice", slice_channels={"graph": self.graph, "keep": self.keep()})(gm).gm
+        small = enable_train_eval(sliced, mode=False)
         verify_sliced(small, self.model, self.graph, self.keep(), where="convert")
         return stamp(small, self.graph, self.keep(), self.spec, steps=self.step_count)
 
@@ -307,9 +305,8 @@ def prepare_assl(model: nn.Module, spec: Spec, example_inputs: Any) -> AsslPrune
     plan = plan_keep(graph, spec, counts=counts)
     gm = copy_graph_module(graph.gm)
     weights = [w for gid in plan for w in graph.groups[gid].producer_weights]
-    gates = InsertAsslGates(weights)
-    gm = gates(gm).gm
-    site_of = {s.param: s for s in gates.sites}
+    gated = InsertAsslGates(weights)(gm)
+    gm, site_of = gated.gm, {s.param: s for s in gated.produced}
     groups = []
     for gid in plan:
         group = graph.groups[gid]

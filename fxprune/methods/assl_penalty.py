@@ -1,4 +1,5 @@
-"""ASSL's loss terms on the gates of one group: the sparsity-inducing L2 penalty and SSA.
+"""ASSL's loss terms on the gates of one group: the sparsity-inducing L2 penalty and SSA (a loss,
+not a graph rewrite: the gates are put in by :mod:`fxprune.passes.insert_assl_gates`).
 
 A group's gates may have units of several channels (r² before a PixelShuffle, heads), and a
 producer may cover only some of the group's units (one input of a concat); every function here
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 import torch.fx as fx
 
-from .insert_assl_gates import GateSite
+from ..passes.insert_assl_gates import GateSite
 
 
 @dataclass
