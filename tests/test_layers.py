@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("checks", ("fxprune.verify", "fxprune.nm_check", "fxprune.latency")),
     ("methods/api", ("fxprune.methods", "fxprune.schedule", "fxprune.api", "fxprune.pruner", "fxprune.model_io")),
     ("routing/viz/report", ("fxprune.routing", "fxprune.viz", "fxprune.report")),
-    ("cli", ("fxprune.cli", "fxprune.cli_args", "fxprune.cli_compress", "fxprune.cli_route", "fxprune.cli_runtime")),
+    ("cli", ("fxprune.cli", "fxprune.__main__")),
 ]
 TOP = "fxprune"  # the package root, the public API: above everything, imported by no module of its own
 
