@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (layer, module prefixes): a module belongs to the layer of its longest matching prefix
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("fxprune._version", "fxprune.errors", "fxprune.spec", "fxprune.graph_mode", "fxprune.checkpoint",
-              "fxprune.data", "fxprune.metrics", "fxprune.runtime", "fxprune.models", "fxprune.weights",
-              "fxprune.train")),
+    ("base", ("fxprune._version", "fxprune.errors", "fxprune.spec", "fxprune.graph_mode", "fxprune.eval_mode",
+              "fxprune.checkpoint", "fxprune.images", "fxprune.tiling", "fxprune.data", "fxprune.metrics",
+              "fxprune.runtime", "fxprune.models", "fxprune.weights", "fxprune.train")),
     ("capture", ("fxprune.trace", "fxprune.shapes", "fxprune.capture_cache", "fxprune.opaque")),
     ("analysis", ("fxprune.coupling", "fxprune.solve", "fxprune.graph", "fxprune.analysis", "fxprune.record",
                   "fxprune.counting", "fxprune.masking")),

@@ -137,7 +137,8 @@ def routed_infer(args: argparse.Namespace, session: Any) -> bool:
 
     Returns False (nothing done) for an ordinary model without ``--beta``.
     """
-    from ..runtime import RoutedSession, read_image, routing_metadata, write_image
+    from ..images import read_image, write_image
+    from ..runtime import RoutedSession, routing_metadata
 
     beta = getattr(args, "beta", None)
     routed = routing_metadata(session) is not None

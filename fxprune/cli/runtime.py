@@ -103,7 +103,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_infer(args: argparse.Namespace) -> int:
     """``fxprune infer``: run an ONNX model on an image with tiling and write the result."""
-    from ..runtime import open_session, read_image, run_tiled, session_tile, tile_windows, write_image
+    from ..images import read_image, write_image
+    from ..runtime import open_session, run_tiled, session_tile
+    from ..tiling import tile_pair, tiles
 
     try:
         session = open_session(args.model, threads=args.threads)
@@ -120,8 +122,8 @@ def cmd_infer(args: argparse.Namespace) -> int:
         if isinstance(tile, tuple) and (height < tile[0] or width < tile[1]):
             raise FxpruneError(f"the ONNX model has a fixed input size {tile[0]}x{tile[1]} (exported with --static) "
                                f"but the image is {height}x{width}; export it without --static")
-        tile_h, tile_w = tile if isinstance(tile, tuple) else (tile, tile)
-        tiles = len(tile_windows(height, tile_h, args.overlap)) * len(tile_windows(width, tile_w, args.overlap))
+        tile_h, tile_w = tile_pair(tile, args.overlap)
+        count = len(tiles(height, width, tile, args.overlap))
         start = time.perf_counter()
         result = run_tiled(session, image, tile=tile, overlap=args.overlap)
         elapsed = time.perf_counter() - start
@@ -131,6 +133,6 @@ def cmd_infer(args: argparse.Namespace) -> int:
     out_h, out_w = result.shape[:2]
     print(f"input  {args.input}: {height}x{width} (HxW)")
     print(f"output {args.output}: {out_h}x{out_w} (HxW), scale {out_h // height}")
-    print(f"{tiles} tile(s) of {tile_h}x{tile_w} px with {args.overlap} px overlap, "
+    print(f"{count} tile(s) of {tile_h}x{tile_w} px with {args.overlap} px overlap, "
           f"{session.get_providers()[0]}, {elapsed:.3f} s")
     return 0
