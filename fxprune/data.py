@@ -35,15 +35,14 @@ import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-if TYPE_CHECKING:
-    from PIL import Image as _PILImage
+from .images import read_image, to_rgb_uint8
 
 __all__ = [
     "DEMO_SPLITS",
@@ -97,43 +96,6 @@ _Array = TypeVar("_Array", np.ndarray, torch.Tensor)
 # --------------------------------------------------------------------------- image conversion
 
 
-def to_rgb_uint8(img: np.ndarray, name: str = "image") -> np.ndarray:
-    """Return ``img`` as an ``HxWx3`` ``uint8`` RGB array.
-
-    Grey (``HxW`` or ``HxWx1``) is repeated to three channels, an alpha channel (``HxWx2`` grey +
-    alpha, ``HxWx4`` RGBA) is dropped, ``bool`` maps to 0/255, 16-bit integers are rescaled and
-    floats are read as ``[0, 1]``. ``name`` is used in error messages.
-
-    >>> to_rgb_uint8(np.zeros((4, 5), np.uint8)).shape
-    (4, 5, 3)
-    >>> to_rgb_uint8(np.full((2, 2, 4), 7, np.uint8))[0, 0].tolist()
-    [7, 7, 7]
-    """
-    arr = np.asarray(img)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
-        raise ValueError(f"{name}: expected an HxW, HxWx1, HxWx3 or HxWx4 image, got shape {arr.shape}")
-    arr = arr[:, :, :1] if arr.shape[2] <= 2 else arr[:, :, :3]
-    arr = _to_uint8(arr, name)
-    if arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    return np.ascontiguousarray(arr)
-
-
-def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
-    """Convert an array of any supported dtype to ``uint8`` (see :func:`to_rgb_uint8`)."""
-    if arr.dtype == np.uint8:
-        return arr
-    if arr.dtype == np.bool_:
-        return arr.astype(np.uint8) * 255
-    if arr.dtype == np.uint16:
-        return np.round(arr.astype(np.float64) / 257.0).astype(np.uint8)
-    if np.issubdtype(arr.dtype, np.floating):
-        return np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
-    raise ValueError(f"{name}: unsupported dtype {arr.dtype} (use uint8, uint16, bool or float in [0, 1])")
-
-
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """An ``HxWx3`` ``uint8`` image as a ``float32`` ``3xHxW`` tensor in ``[0, 1]``.
 
@@ -165,7 +127,7 @@ def load_images(folder: str | Path, recursive: bool = False) -> list[np.ndarray]
 
     Files are taken in sorted path order; subfolders are searched only when ``recursive`` is
     true. Other files are ignored. Grey images get three equal channels, alpha is dropped, and
-    only the first frame of a multi-frame file is read.
+    only the first frame of a multi-frame file is read (each file by :func:`fxprune.images.read_image`).
 
     Raises ``FileNotFoundError`` for a missing folder, ``ValueError`` if ``folder`` is not a
     directory, holds no image, or an image file cannot be decoded (the message names the file).
@@ -177,7 +139,7 @@ def load_images(folder: str | Path, recursive: bool = False) -> list[np.ndarray]
     ...     [im.shape for im in load_images(d)]
     [(4, 6, 3)]
     """
-    return [_read_image(path) for path in image_files(folder, recursive)]
+    return [read_image(path) for path in image_files(folder, recursive)]
 
 
 def image_files(folder: str | Path, recursive: bool = False) -> list[Path]:
@@ -201,32 +163,6 @@ def image_files(folder: str | Path, recursive: bool = False) -> list[Path]:
         kinds = ", ".join(sorted(IMAGE_SUFFIXES))
         raise ValueError(f"no image files ({kinds}) in {str(root)!r}")
     return files
-
-
-def _read_image(path: Path) -> np.ndarray:
-    """Decode one image file with Pillow into ``HxWx3`` ``uint8``; ``ValueError`` names the file."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            arr = _pil_to_array(im)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise ValueError(f"cannot read image file {str(path)!r}: {exc}") from exc
-    return to_rgb_uint8(arr, name=str(path))
-
-
-def _pil_to_array(im: _PILImage.Image) -> np.ndarray:
-    """Pixel array of a Pillow image: palette/CMYK/YCbCr converted to RGB, others kept as read."""
-    if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
-        im = im.convert("RGBA" if im.mode in ("P", "PA") else "RGB")
-    if im.mode.startswith("I;16"):
-        return np.asarray(im).astype(np.uint16)
-    if im.mode in ("I", "F"):
-        arr = np.asarray(im).astype(np.float64)
-        top = 65535.0 if im.mode == "I" and arr.max() > 255 else 255.0
-        return np.clip(arr / top, 0.0, 1.0)
-    return np.asarray(im)
 
 
 @functools.lru_cache(maxsize=None)

@@ -21,6 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .eval_mode import eval_mode
+from .tiling import tiles
+
 __all__ = ["bicubic_baseline", "evaluate", "psnr", "rgb_to_y", "run_model", "ssim"]
 
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
@@ -176,25 +179,18 @@ def _tile_scale(out: torch.Tensor, h: int, w: int) -> int:
     return oh // h
 
 
-def _spans(size: int, tile: int, pad: int) -> Iterable[tuple[int, int, int, int]]:
-    """Per tile along one axis: ``(start, stop)`` of the kept region and of the padded input."""
-    for start in range(0, size, tile):
-        stop = min(start + tile, size)
-        yield start, stop, max(start - pad, 0), min(stop + pad, size)
-
-
 def _run_tiled(model: nn.Module, x: torch.Tensor, tile: int, pad: int) -> torch.Tensor:
-    """Run ``model`` on overlapping tiles of ``x`` and stitch the centres of the outputs."""
+    """Run ``model`` on the windows of :func:`fxprune.tiling.tiles` (cores of ``tile`` px with ``pad``
+    px of context) and stitch the cores of the outputs."""
     out = None
-    for y0, y1, ya, yb in _spans(x.shape[-2], tile, pad):
-        for x0, x1, xa, xb in _spans(x.shape[-1], tile, pad):
-            piece = model(x[..., ya:yb, xa:xb])
-            s = _tile_scale(piece, yb - ya, xb - xa)
-            if out is None:
-                out = piece.new_zeros(*piece.shape[:2], x.shape[-2] * s, x.shape[-1] * s)
-            out[..., y0 * s : y1 * s, x0 * s : x1 * s] = piece[
-                ..., (y0 - ya) * s : (y1 - ya) * s, (x0 - xa) * s : (x1 - xa) * s
-            ]
+    for t in tiles(x.shape[-2], x.shape[-1], tile + 2 * pad, pad):
+        rows, cols = t.window()
+        piece = model(x[..., rows, cols])
+        s = _tile_scale(piece, rows.stop - rows.start, cols.stop - cols.start)
+        if out is None:
+            out = piece.new_zeros(*piece.shape[:2], x.shape[-2] * s, x.shape[-1] * s)
+        (core_rows, core_cols), (crop_rows, crop_cols) = t.core(s), t.crop(s)
+        out[..., core_rows, core_cols] = piece[..., crop_rows, crop_cols]
     return out
 
 
@@ -221,14 +217,9 @@ def run_model(
     if lr.ndim != 3:
         raise ValueError(f"run_model: expected a CHW tensor, got shape {tuple(lr.shape)}")
     device = _model_device(model) if device is None else torch.device(device)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            x = lr.unsqueeze(0).to(device)
-            out = model(x) if tile is None else _run_tiled(model, x, tile, tile_pad)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        x = lr.unsqueeze(0).to(device)
+        out = model(x) if tile is None else _run_tiled(model, x, tile, tile_pad)
     return out[0].float().clamp(0, 1).to(lr.device)
 
 

@@ -22,14 +22,13 @@ naming the path and the fix.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import types
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.fx as fx
@@ -37,6 +36,7 @@ from torch import nn
 
 from .counting import nm_layers, nm_record
 from .errors import CheckpointError
+from .eval_mode import eval_mode
 from .record import from_saved, record_of
 from .trace import _quiet_torch_logs, as_inputs
 
@@ -52,19 +52,6 @@ def _path(path: Any) -> Path:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     return Path(path)
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Export in eval mode and restore every flag; exported GraphModules refuse ``train()``/``eval()``."""
-    flags = [(m, m.training) for m in model.modules()]
-    for m, _ in flags:
-        m.training = False
-    try:
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
 
 
 def _static_batch(model: nn.Module) -> bool:
@@ -98,7 +85,7 @@ def _export(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[torch.export.Exp
         dims: dict[int, Any] = ({0: auto} if dynamic_batch else {}) | ({2: auto, 3: auto} if dynamic_hw else {})
         shapes = tuple(dict(dims) if d and dims else None for d in four_d)
         try:
-            with _quiet_torch_logs(), _eval_mode(model):
+            with _quiet_torch_logs(), eval_mode(model):
                 program = torch.export.export(model, args, dynamic_shapes=shapes, strict=False)
         except Exception as error:  # noqa: BLE001 - reported below if every attempt fails
             errors.append(f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}")

@@ -1,17 +1,9 @@
-"""Run a (compressed) restoration model on real images: ONNX Runtime sessions, tiling, PNG IO.
+"""Run a (compressed) restoration model on real images: ONNX Runtime sessions, tiled runs, routed models.
 
 :func:`open_session` opens an ONNX file in ONNX Runtime (CUDA first when available);
 :func:`run_tiled` runs an ORT session or a PyTorch module on an image of any size with bounded
-memory; :func:`read_image` / :func:`write_image` read and write PNGs with Pillow.
-
-How tiling avoids seams: the image is cut into *input windows* of at most ``tile`` px per side.
-Each window owns a *core* region, and the cores partition the image. A core lies at least
-``overlap`` px inside its window on every side that is not an image border, so as long as the
-model's receptive-field radius (in input pixels) is at most ``overlap``, every output pixel of a
-core sees exactly the same input pixels it would see in a whole-image run: the zero padding a
-convolution applies at a window edge never reaches the core. The window's output is cropped to
-the core (scaled by the model's scale factor) and written into the result, so there is no
-blending and no seam — tiled output equals the whole-image output up to float rounding.
+memory, in the windows of :mod:`fxprune.tiling` (which explains why tiling leaves no seams);
+:class:`RoutedSession` runs a routed model. Image files are read and written by :mod:`fxprune.images`.
 """
 from __future__ import annotations
 
@@ -24,9 +16,9 @@ import numpy as np
 import torch
 
 from .errors import InferenceError
+from .tiling import tile_pair, tiles
 
-__all__ = ["open_session", "run_tiled", "read_image", "write_image", "tile_windows", "session_tile", "Window",
-           "RoutedSession", "RouteStats", "routing_metadata"]
+__all__ = ["open_session", "run_tiled", "session_tile", "RoutedSession", "RouteStats", "routing_metadata"]
 
 # ---------------------------------------------------------------------------- sessions
 def _first_line(error: BaseException) -> str:
@@ -76,59 +68,7 @@ def open_session(path: str | os.PathLike, threads: int | None = None, providers:
         ) from error
 
 
-# ---------------------------------------------------------------------------- tiling
-@dataclass(frozen=True)
-class Window:
-    """One tile along one axis: the input window ``[start, stop)`` and its core ``[core_start, core_stop)``."""
-
-    start: int
-    stop: int
-    core_start: int
-    core_stop: int
-
-
-def tile_windows(length: int, tile: int, overlap: int) -> list[Window]:
-    """Cut an axis of ``length`` px into windows of at most ``tile`` px whose cores partition it.
-
-    Every core lies at least ``overlap`` px inside its window, except where the window touches the
-    image border. Windows are exactly ``tile`` px whenever ``length >= tile`` (the last one is
-    shifted inward), so an ONNX Runtime session sees at most a few distinct shapes.
-
-    >>> [(w.start, w.stop, w.core_start, w.core_stop) for w in tile_windows(100, 40, 8)]
-    [(0, 40, 0, 32), (24, 64, 32, 56), (48, 88, 56, 80), (60, 100, 80, 100)]
-    >>> tile_windows(30, 40, 8)
-    [Window(start=0, stop=30, core_start=0, core_stop=30)]
-    """
-    _check_tiling(tile, overlap)
-    if length < 1:
-        raise ValueError(f"cannot tile an axis of length {length}")
-    if length <= tile:
-        return [Window(0, length, 0, length)]
-    step = tile - 2 * overlap
-    windows = []
-    core = 0
-    while True:
-        if core > 0 and length - core <= tile - overlap:  # the last window, flush with the border
-            windows.append(Window(length - tile, length, core, length))
-            return windows
-        start = 0 if core == 0 else core - overlap
-        core_stop = core + (tile - overlap if core == 0 else step)
-        windows.append(Window(start, start + tile, core, core_stop))
-        core = core_stop
-
-
-def _check_tiling(tile: int, overlap: int) -> None:
-    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 1:
-        raise ValueError(f"tile must be a positive int, got {tile!r}")
-    if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or overlap < 0:
-        raise ValueError(f"overlap must be an int >= 0, got {overlap!r}")
-    if tile <= 2 * overlap:
-        raise ValueError(
-            f"tile ({tile}) must be larger than 2 * overlap ({2 * overlap}): each input tile holds its core "
-            "plus overlap px of context on both sides"
-        )
-
-
+# ---------------------------------------------------------------------------- tiled runs
 def _check_image(image: np.ndarray) -> np.ndarray:
     """Validate an HxWxC (or HxW) uint8 / float image and return it as HxWxC."""
     if not isinstance(image, np.ndarray):
@@ -189,14 +129,6 @@ def _runner(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     return run_torch
 
 
-def _tile_pair(tile: int | tuple[int, int]) -> tuple[int, int]:
-    if isinstance(tile, (tuple, list)):
-        if len(tile) != 2:
-            raise ValueError(f"tile must be an int or a (height, width) pair, got {tile!r}")
-        return int(tile[0]), int(tile[1])
-    return tile, tile  # type: ignore[return-value]
-
-
 def run_tiled(
     model: Any,
     image: np.ndarray,
@@ -210,9 +142,8 @@ def run_tiled(
     NCHW float tensors such as a torch module (run under ``torch.no_grad``). ``image`` is HxWxC,
     uint8 or float in [0, 1]. Input tiles are at most ``tile`` px per side (an int, or a
     ``(height, width)`` pair), including ``overlap`` px of context on each inner side; each tile's
-    output is cropped to its core, see the module docstring and :func:`tile_windows`. The result
-    equals a whole-image run (up to float rounding) when the model's receptive-field radius is at
-    most ``overlap``. ``scale`` is the output/input size ratio, inferred from the first tile when
+    output is cropped to its core (see :mod:`fxprune.tiling`). The result equals a whole-image run
+    (up to float rounding) when the model's receptive-field radius is at most ``overlap``. ``scale`` is the output/input size ratio, inferred from the first tile when
     ``None``. Memory beyond the input and output images is bounded by one tile (each window is
     converted to float on its own; the output is written core by core in its final dtype).
 
@@ -229,37 +160,31 @@ def run_tiled(
     >>> bool(np.abs(out - whole).max() < 1e-5)
     True
     """
-    tile_h, tile_w = _tile_pair(tile)
-    _check_tiling(tile_h, overlap)
-    _check_tiling(tile_w, overlap)
+    tile_pair(tile, overlap)  # checked before anything else
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1):
         raise ValueError(f"scale must be a positive int or None, got {scale!r}")
     image = _check_image(image)
     run = _runner(model)
     height, width = image.shape[:2]
     as_uint8 = image.dtype == np.uint8
-    rows, cols = tile_windows(height, tile_h, overlap), tile_windows(width, tile_w, overlap)
     result: np.ndarray | None = None  # allocated once the first tile tells the scale and channels
-    for row in rows:
-        for col in cols:
-            window = _to_model(image[row.start:row.stop, col.start:col.stop])
-            out = run(window)
-            if out.ndim != 4 or out.shape[0] != 1:
-                raise ValueError(f"the model must return a 1xCxHxW output for a 1xCxHxW tile, got shape {out.shape}")
-            in_h, in_w = window.shape[2:]
-            if result is None:
-                scale = _infer_scale(out.shape[2:], (in_h, in_w), scale)
-                result = np.empty((height * scale, width * scale, out.shape[1]), np.uint8 if as_uint8 else np.float32)
-            assert scale is not None
-            if out.shape[1] != result.shape[2] or tuple(out.shape[2:]) != (in_h * scale, in_w * scale):
-                raise ValueError(
-                    f"the model returned shape {tuple(out.shape)} for a tile of {in_h}x{in_w}; expected "
-                    f"(1, {result.shape[2]}, {in_h * scale}, {in_w * scale}) (scale {scale})"
-                )
-            top, left = (row.core_start - row.start) * scale, (col.core_start - col.start) * scale
-            core_h, core_w = (row.core_stop - row.core_start) * scale, (col.core_stop - col.core_start) * scale
-            result[row.core_start * scale:row.core_stop * scale, col.core_start * scale:col.core_stop * scale] = \
-                _from_model(out[0, :, top:top + core_h, left:left + core_w], as_uint8)
+    for piece in tiles(height, width, tile, overlap):
+        window = _to_model(image[piece.window()])
+        out = run(window)
+        if out.ndim != 4 or out.shape[0] != 1:
+            raise ValueError(f"the model must return a 1xCxHxW output for a 1xCxHxW tile, got shape {out.shape}")
+        in_h, in_w = window.shape[2:]
+        if result is None:
+            scale = _infer_scale(out.shape[2:], (in_h, in_w), scale)
+            result = np.empty((height * scale, width * scale, out.shape[1]), np.uint8 if as_uint8 else np.float32)
+        assert scale is not None
+        if out.shape[1] != result.shape[2] or tuple(out.shape[2:]) != (in_h * scale, in_w * scale):
+            raise ValueError(
+                f"the model returned shape {tuple(out.shape)} for a tile of {in_h}x{in_w}; expected "
+                f"(1, {result.shape[2]}, {in_h * scale}, {in_w * scale}) (scale {scale})"
+            )
+        rows, cols = piece.crop(scale)
+        result[piece.core(scale)] = _from_model(out[0, :, rows, cols], as_uint8)
     assert result is not None
     return result
 
@@ -388,60 +313,3 @@ class RoutedSession:
         macs = int(sum(int(c) * int(n) for c, n in zip(costs, counts)) + estimator * int(counts.sum()))
         pixels = image.shape[0] * image.shape[1]
         return result, RouteStats(self.routes, [int(c) for c in counts], macs, macs / pixels, maps)
-
-
-# ---------------------------------------------------------------------------- image IO
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file (PNG, or any format Pillow reads) as an HxWx3 uint8 RGB array.
-
-    Grayscale and palette images are converted to RGB, alpha is dropped. A missing file raises
-    ``FileNotFoundError``; an unreadable one ``ValueError``; both name the path.
-
-    >>> import os, tempfile, numpy as np
-    >>> path = os.path.join(tempfile.mkdtemp(), "x.png")
-    >>> write_image(path, np.full((4, 5, 3), 200, np.uint8))
-    >>> read_image(path).shape, int(read_image(path)[0, 0, 0])
-    ((4, 5, 3), 200)
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    target = Path(path)
-    if not target.is_file():
-        raise FileNotFoundError(f"no image file at '{target}'")
-    try:
-        with Image.open(target) as img:
-            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ValueError(f"cannot read the image '{target}': {_first_line(error)}") from error
-
-
-def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write ``array`` (HxWx3 or HxW; uint8, or float in [0, 1], clipped and rounded) as an image.
-
-    The format follows the file extension (PNG for ``.png``); the directory is created if needed.
-
-    >>> import os, tempfile, numpy as np
-    >>> path = os.path.join(tempfile.mkdtemp(), "sub", "y.png")
-    >>> write_image(path, np.linspace(0, 1, 12, dtype=np.float32).reshape(2, 2, 3))
-    >>> read_image(path)[1, 1].tolist()
-    [209, 232, 255]
-    """
-    from PIL import Image
-
-    if not isinstance(array, np.ndarray):
-        raise TypeError(f"array must be a numpy array, got {type(array).__name__}")
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
-        raise ValueError(f"array must be HxW, HxWx3 or HxWx4, got shape {array.shape}")
-    if array.dtype != np.uint8:
-        if not np.issubdtype(array.dtype, np.floating):
-            raise TypeError(f"array must be uint8 or float in [0, 1], got dtype {array.dtype}")
-        array = np.clip(np.rint(np.nan_to_num(array.astype(np.float64)) * 255.0), 0, 255).astype(np.uint8)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        Image.fromarray(np.ascontiguousarray(array)).save(target)
-    except (ValueError, KeyError) as error:  # unknown extension
-        raise ValueError(f"cannot write the image '{target}': {_first_line(error)} (use a .png file name)") from error
-

@@ -13,7 +13,7 @@ import contextlib
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ import torch.fx as fx
 from torch.utils import _pytree as pytree
 
 from .errors import VerificationError
+from .eval_mode import eval_mode
 from .graph import ChannelGraph
 from .graph_mode import copy_graph_module
 from .masking import apply_channel_mask, insert_channel_masks
@@ -83,7 +84,7 @@ def verify_sliced(
                       "against its masked reference; call fxprune.verify.verify_sliced with an example input",
                       stacklevel=3)
         return
-    with _eval(result, reference), torch.no_grad():
+    with eval_mode(result, reference), torch.no_grad():
         for run, alternatives in enumerate(_input_sets(graph.gm, inputs)):
             for batch in alternatives:
                 try:
@@ -104,18 +105,6 @@ def verify_sliced(
 
 def _has_masks(gm: fx.GraphModule) -> bool:
     return any(n.op == "call_function" and n.target is apply_channel_mask for n in gm.graph.nodes)
-
-
-@contextlib.contextmanager
-def _eval(*models: torch.nn.Module) -> Iterator[None]:
-    modes = [m.training for m in models]
-    for m in models:
-        m.train(False)
-    try:
-        yield
-    finally:
-        for m, mode in zip(models, modes):
-            m.train(mode)
 
 
 def _clones(inputs: Sequence[Any]) -> tuple[Any, ...]:

@@ -10,7 +10,7 @@ import yaml
 
 import fxprune
 from fxprune.data import demo_images
-from fxprune.runtime import read_image, write_image
+from fxprune.images import read_image, write_image
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

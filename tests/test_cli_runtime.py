@@ -9,7 +9,7 @@ import torch
 
 import fxprune
 from fxprune.models import build
-from fxprune.runtime import read_image, write_image
+from fxprune.images import read_image, write_image
 
 skimage = pytest.importorskip("skimage", reason="scikit-image provides the sample photo")
 

@@ -13,7 +13,7 @@ from fxprune import errors
 from fxprune.checkpoint import TrainingInterrupted, read_checkpoint
 from fxprune.models import build
 from fxprune.pass_infra import PassError
-from fxprune.passes.export_onnx import OnnxExportError
+from fxprune.onnx import OnnxExportError
 from fxprune.routing.variants import RoutingError
 from fxprune.weights import NoPretrainedWeightsError, load_state
 

@@ -159,7 +159,7 @@ def test_latency_and_macs_are_exclusive():
 def test_cli_validates_latency_like_macs():
     import argparse
 
-    from fxprune.cli_args import bad_number
+    from fxprune.cli.args import bad_number
 
     assert bad_number(argparse.Namespace(latency=1.5)) == "--latency must be a fraction in (0, 1], got 1.5"
     assert bad_number(argparse.Namespace(latency=0.5)) is None

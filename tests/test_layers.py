@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (layer, module prefixes): a module belongs to the layer of its longest matching prefix
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("fxprune._version", "fxprune.errors", "fxprune.spec", "fxprune.graph_mode", "fxprune.checkpoint",
-              "fxprune.data", "fxprune.metrics", "fxprune.runtime", "fxprune.models", "fxprune.weights",
-              "fxprune.train")),
+    ("base", ("fxprune._version", "fxprune.errors", "fxprune.spec", "fxprune.graph_mode", "fxprune.eval_mode",
+              "fxprune.checkpoint", "fxprune.images", "fxprune.tiling", "fxprune.data", "fxprune.metrics",
+              "fxprune.runtime", "fxprune.models", "fxprune.weights", "fxprune.train")),
     ("capture", ("fxprune.trace", "fxprune.fast_capture", "fxprune.shapes", "fxprune.capture_cache", "fxprune.opaque")),
     ("onnx", ("fxprune.onnx",)),  # export, file finishing, parity: needs only the capture's quiet logs
     ("analysis", ("fxprune.coupling", "fxprune.solve", "fxprune.graph", "fxprune.analysis", "fxprune.record",
@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("checks", ("fxprune.verify", "fxprune.nm_check", "fxprune.latency")),
     ("methods/api", ("fxprune.methods", "fxprune.schedule", "fxprune.api", "fxprune.pruner", "fxprune.model_io")),
     ("routing/viz/report", ("fxprune.routing", "fxprune.viz", "fxprune.report")),
-    ("cli", ("fxprune.cli", "fxprune.cli_args", "fxprune.cli_compress", "fxprune.cli_route", "fxprune.cli_runtime")),
+    ("cli", ("fxprune.cli", "fxprune.__main__")),
 ]
 TOP = "fxprune"  # the package root, the public API: above everything, imported by no module of its own
 

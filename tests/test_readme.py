@@ -90,7 +90,7 @@ def test_readme_names_the_test_command_ci_runs():
 
 @pytest.mark.parametrize("index", range(len(ROUTING_BLOCKS)))
 def test_yaml_routing_block_is_valid(index, tmp_path):
-    from fxprune.cli_route import load_routing_spec
+    from fxprune.cli.route import load_routing_spec
 
     path = tmp_path / "variants.yaml"
     path.write_text(ROUTING_BLOCKS[index])

@@ -15,8 +15,8 @@ from fxprune.models import build
 from fxprune.routing import (BicubicConv, RoutedModel, RoutingError, Variant, build_variants, route_reference,
                              routed_macs)
 from fxprune.routing.estimator import ErrorEstimator, LaplacianEstimator
-from fxprune.routing.windows import axis_geometry
-from fxprune.runtime import RoutedSession, tile_windows
+from fxprune.runtime import RoutedSession
+from fxprune.tiling import axis_geometry, tile_windows
 
 
 def mixed_image(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -180,7 +180,7 @@ def test_routed_session_refuses_a_plain_model(routes, tmp_path):
 def test_train_estimator_reports_held_out_rank_correlation(routes, tmp_path):
     from fxprune.data import demo_images
     from fxprune.routing.training import train_estimator
-    from fxprune.runtime import write_image
+    from fxprune.images import write_image
 
     for split, images in (("train", demo_images("train")[:3]), ("val", demo_images("test")[:2])):
         (tmp_path / split).mkdir()

@@ -12,7 +12,9 @@ import fxprune
 from fxprune.errors import InferenceError
 from fxprune.models import build
 from fxprune.onnx import export_onnx
-from fxprune.runtime import open_session, read_image, run_tiled, session_tile, tile_windows, write_image
+from fxprune.images import read_image, write_image
+from fxprune.runtime import open_session, run_tiled, session_tile
+from fxprune.tiling import tile_windows
 
 
 def whole(model: nn.Module, image: np.ndarray) -> np.ndarray:

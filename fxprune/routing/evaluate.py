@@ -7,9 +7,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..runtime import tile_windows
+from ..tiling import axis_geometry, tile_windows
 from .model import RoutedModel, _count, routed_macs
-from .windows import axis_geometry, choose_routes, gather_windows, stitch_windows
+from .windows import choose_routes, gather_windows, stitch_windows
 
 __all__ = ["route_outputs", "oracle_log_errors", "compose", "SweepRow", "sweep"]
 

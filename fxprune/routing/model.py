@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..runtime import tile_windows
+from ..tiling import Tile, axis_geometry, tile_windows
 from .variants import RoutingError, Variant, check_window
-from .windows import axis_geometry, choose_routes, gather_windows, stitch_windows
+from .windows import choose_routes, gather_windows, stitch_windows
 
 __all__ = ["RoutedModel", "route_reference", "routed_macs"]
 
@@ -117,7 +117,7 @@ def routed_macs(window_costs: Sequence[int], estimator_cost: int, route_map: tor
 
 @torch.no_grad()
 def route_reference(model: RoutedModel, image: torch.Tensor, beta: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
-    """:class:`RoutedModel`'s output computed one window at a time with :func:`fxprune.runtime.tile_windows`.
+    """:class:`RoutedModel`'s output computed one window at a time with :func:`fxprune.tiling.tile_windows`.
 
     Short axes are extended to one window by replicate padding; each window goes through the
     estimator, :func:`choose_routes` and its route alone, and its core is written into the result.
@@ -133,12 +133,10 @@ def route_reference(model: RoutedModel, image: torch.Tensor, beta: torch.Tensor 
     for b in range(batch):
         for i, row in enumerate(rows):
             for j, col in enumerate(cols):
-                window = padded[b:b + 1, :, row.start:row.stop, col.start:col.stop]
+                piece = Tile(row, col)
+                (ys, xs), (core_ys, core_xs), (crop_ys, crop_xs) = piece.window(), piece.core(s), piece.crop(s)
+                window = padded[b:b + 1, :, ys, xs]
                 k = int(choose_routes(model.estimator(window), model.costs, beta)[0])
-                out = model.routes[k](window)
-                top, left = (row.core_start - row.start) * s, (col.core_start - col.start) * s
-                h, w = (row.core_stop - row.core_start) * s, (col.core_stop - col.core_start) * s
-                result[b, :, row.core_start * s:row.core_stop * s, col.core_start * s:col.core_stop * s] = \
-                    out[0, :, top:top + h, left:left + w]
+                result[b, :, core_ys, core_xs] = model.routes[k](window)[0, :, crop_ys, crop_xs]
                 route_map[b, i, j] = k
     return result[:, :, :height * s, :width * s], route_map

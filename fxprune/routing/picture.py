@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..runtime import tile_windows
+from ..tiling import tile_windows
 
 __all__ = ["plot_route_map", "plot_curve", "ROUTE_COLORS"]
 

@@ -1,61 +1,18 @@
-"""Window geometry, the per-window choice and the stitching shared by :class:`RoutedModel` and its reference.
+"""Gathering windows, the per-window choice and the stitching shared by :class:`RoutedModel` and its reference.
 
-The windows are those of :func:`fxprune.runtime.tile_windows` (the tiler of ``run_tiled``) with
-``tile = patch + 2·context`` and ``overlap = context``: window ``k`` of an axis starts at
-``min(k·patch, L - tile)``, its core at ``k·patch + context`` (``0`` for the first window), the cores
-partition the axis, and windows never cross the image border, so with a context at least the
-model's receptive-field radius every output pixel sees what it sees in a whole-image run. An
-axis shorter than one window is extended to ``tile`` px by repeating its last row/column (the
-extension is cropped from the output). :func:`axis_geometry` computes the same windows with
-tensor arithmetic, so one exported graph serves every image size.
+The windows are those of :func:`fxprune.tiling.tile_windows` (the tiler of ``run_tiled``) with
+``tile = patch + 2·context`` and ``overlap = context``, as the index tensors of
+:func:`fxprune.tiling.axis_geometry`: the cores partition each axis and windows never cross the
+image border, so with a context at least the model's receptive-field radius every output pixel
+sees what it sees in a whole-image run.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 
-__all__ = ["AxisGeometry", "axis_geometry", "gather_windows", "stitch_windows", "choose_routes", "window_count"]
+from ..tiling import AxisGeometry
 
-
-def window_count(length: int, patch: int, context: int) -> int:
-    """Windows along an axis of ``length`` px: ``ceil((max(length, tile) - tile) / patch) + 1``.
-
-    >>> from fxprune.runtime import tile_windows
-    >>> window_count(100, 24, 8) == len(tile_windows(100, 40, 8))
-    True
-    """
-    tile = patch + 2 * context
-    return (max(length, tile) - tile + patch - 1) // patch + 1
-
-
-class AxisGeometry(NamedTuple):
-    """Index vectors of one axis: ``gather`` (windows x tile input positions, flattened) and
-    ``stitch`` (for each output position, its index in the concatenated window outputs)."""
-
-    count: int
-    gather: torch.Tensor
-    stitch: torch.Tensor
-
-
-def axis_geometry(length: int, patch: int, context: int, scale: int, device: torch.device) -> AxisGeometry:
-    """Windows of one axis as index tensors; ``length`` may be a symbolic size under ``torch.export``.
-
-    >>> g = axis_geometry(10, 4, 1, 2, torch.device("cpu"))
-    >>> g.count, g.gather.view(g.count, -1).tolist()
-    (2, [[0, 1, 2, 3, 4, 5], [4, 5, 6, 7, 8, 9]])
-    """
-    tile = patch + 2 * context
-    padded = torch.sym_max(length, tile)
-    count = (padded - tile + patch - 1) // patch + 1
-    starts = torch.clamp(torch.arange(count, device=device) * patch, max=padded - tile)
-    offsets = torch.arange(tile, device=device)
-    gather = torch.clamp(starts[:, None] + offsets[None, :], max=length - 1).reshape(-1)
-    out = torch.arange(length * scale, device=device)
-    window = torch.clamp(torch.div(torch.div(out, scale, rounding_mode="floor") - context, patch,
-                                   rounding_mode="floor"), min=0, max=count - 1)
-    stitch = window * (tile * scale) + out - starts.index_select(0, window) * scale
-    return AxisGeometry(count, gather, stitch)
+__all__ = ["gather_windows", "stitch_windows", "choose_routes"]
 
 
 def gather_windows(x: torch.Tensor, rows: AxisGeometry, cols: AxisGeometry, tile: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Bodies of the ``fxprune export`` and ``fxprune infer`` commands (registered in :mod:`fxprune.cli`).
+"""The ``fxprune export`` and ``fxprune infer`` commands.
 
 ``fxprune export MODEL -o model.onnx`` exports a zoo model or a saved fxprune model file (``.pt2``)
 to ONNX with :func:`fxprune.export_onnx` (which checks the file in ONNX Runtime against PyTorch);
@@ -9,11 +9,50 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
-from .cli_args import is_saved_model, load_saved
-from .errors import FxpruneError
+from ..errors import FxpruneError
+from .args import build_from_args, is_saved_model, model_arguments
+from .route import routed_infer  # routed models take β (fxprune route)
 
-__all__ = ["load_saved", "cmd_export", "cmd_infer"]
+__all__ = ["add_export_command", "add_infer_command", "cmd_export", "cmd_infer"]
+
+
+def add_export_command(sub: Any) -> argparse.ArgumentParser:
+    """Register ``fxprune export MODEL -o FILE.onnx`` on the CLI's subparsers; return its parser.
+
+    >>> parser = argparse.ArgumentParser(prog="fxprune")
+    >>> p = add_export_command(parser.add_subparsers(dest="command"))
+    >>> parser.parse_args(["export", "edsr", "-o", "m.onnx"]).opset
+    17
+    """
+    p = sub.add_parser("export", help="export a zoo model or a saved .pt2 model to ONNX, checked in ONNX Runtime")
+    model_arguments(p)
+    p.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="the ONNX file to write")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
+    p.add_argument("--static", action="store_true", help="fix height/width to --input-size instead of dynamic")
+    p.set_defaults(run=cmd_export, input_size=None)  # None: a saved model's own size, else 32 32
+    return p
+
+
+def add_infer_command(sub: Any) -> argparse.ArgumentParser:
+    """Register ``fxprune infer MODEL.onnx IN.png OUT.png`` on the CLI's subparsers; return its parser.
+
+    >>> parser = argparse.ArgumentParser(prog="fxprune")
+    >>> p = add_infer_command(parser.add_subparsers(dest="command"))
+    >>> parser.parse_args(["infer", "m.onnx", "in.png", "out.png"]).tile
+    128
+    """
+    p = sub.add_parser("infer", help="run an ONNX model on an image (PNG) tile by tile in ONNX Runtime")
+    p.add_argument("model", metavar="MODEL.onnx", help="ONNX model file (from fxprune export)")
+    p.add_argument("input", metavar="IN.png", help="input image")
+    p.add_argument("output", metavar="OUT.png", help="output image to write")
+    p.add_argument("--tile", type=int, default=128, help="input tile size in px, context included (default 128)")
+    p.add_argument("--overlap", type=int, default=16, help="context px on each inner side of a tile (default 16)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: one per core)")
+    p.add_argument("--beta", type=float, help="routed models (fxprune route): the quality/cost trade-off β")
+    p.set_defaults(run=cmd_infer)
+    return p
 
 
 def _oserror(error: OSError) -> FxpruneError:
@@ -22,9 +61,8 @@ def _oserror(error: OSError) -> FxpruneError:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``fxprune export``: build or load the model, export it to ONNX, check parity, print a summary."""
-    from .cli_args import build_from_args
-    from .model_io import read_metadata
-    from .passes.export_onnx import OnnxExportError, export_onnx
+    from ..model_io import read_metadata
+    from ..onnx import OnnxExportError, export_onnx
 
     try:
         saved = read_metadata(args.model) if is_saved_model(args.model) else None
@@ -65,12 +103,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_infer(args: argparse.Namespace) -> int:
     """``fxprune infer``: run an ONNX model on an image with tiling and write the result."""
-    from .runtime import open_session, read_image, run_tiled, session_tile, tile_windows, write_image
+    from ..images import read_image, write_image
+    from ..runtime import open_session, run_tiled, session_tile
+    from ..tiling import tile_pair, tiles
 
     try:
         session = open_session(args.model, threads=args.threads)
-        from .cli_route import routed_infer  # routed models take β (fxprune route)
-
         if routed_infer(args, session):
             return 0
         image = read_image(args.input)
@@ -84,8 +122,8 @@ def cmd_infer(args: argparse.Namespace) -> int:
         if isinstance(tile, tuple) and (height < tile[0] or width < tile[1]):
             raise FxpruneError(f"the ONNX model has a fixed input size {tile[0]}x{tile[1]} (exported with --static) "
                                f"but the image is {height}x{width}; export it without --static")
-        tile_h, tile_w = tile if isinstance(tile, tuple) else (tile, tile)
-        tiles = len(tile_windows(height, tile_h, args.overlap)) * len(tile_windows(width, tile_w, args.overlap))
+        tile_h, tile_w = tile_pair(tile, args.overlap)
+        count = len(tiles(height, width, tile, args.overlap))
         start = time.perf_counter()
         result = run_tiled(session, image, tile=tile, overlap=args.overlap)
         elapsed = time.perf_counter() - start
@@ -95,6 +133,6 @@ def cmd_infer(args: argparse.Namespace) -> int:
     out_h, out_w = result.shape[:2]
     print(f"input  {args.input}: {height}x{width} (HxW)")
     print(f"output {args.output}: {out_h}x{out_w} (HxW), scale {out_h // height}")
-    print(f"{tiles} tile(s) of {tile_h}x{tile_w} px with {args.overlap} px overlap, "
+    print(f"{count} tile(s) of {tile_h}x{tile_w} px with {args.overlap} px overlap, "
           f"{session.get_providers()[0]}, {elapsed:.3f} s")
     return 0

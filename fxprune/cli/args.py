@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .errors import FxpruneError
+from ..errors import FxpruneError
 
 Rule = Callable[[Any], bool]
 
@@ -99,7 +99,7 @@ def load_saved(path: str, options: dict) -> nn.Module:
     ...
     fxprune.errors.CheckpointError: no fxprune model file at 'missing.pt2'; ...
     """
-    from .model_io import load
+    from ..model_io import load
 
     if options:
         raise FxpruneError(f"--kwargs/--blocks/--channels/--scale ({', '.join(sorted(options))}) do not apply to "
@@ -119,13 +119,13 @@ def load_model(spec: str, options: dict) -> nn.Module:
         except (ImportError, AttributeError) as error:
             raise FxpruneError(f"cannot import '{spec}': {error}") from error
         return factory(**options)
-    from . import models
+    from .. import models
 
     return models.build(spec, **options)
 
 
 def model_arguments(parser: argparse.ArgumentParser) -> None:
-    from . import models
+    from .. import models
 
     parser.add_argument("model", help="zoo name (" + ", ".join(models.names()) + ") or package.module:Class")
     parser.add_argument("--kwargs", default="{}", help="JSON constructor arguments, e.g. '{\"blocks\": 16}'")

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 import yaml
 
-from .errors import FxpruneError, SpecError
+from ..errors import FxpruneError, SpecError
+from .args import build_from_args, model_arguments
 
 __all__ = ["add_route_command", "load_routing_spec", "routed_infer"]
 
@@ -61,7 +62,7 @@ def load_routing_spec(path: str) -> dict[str, Any]:
 
 
 def _config(fields: dict[str, Any], section: str, **defaults: Any) -> Any:
-    from .train import TrainConfig
+    from ..train import TrainConfig
 
     try:
         return TrainConfig(**{**defaults, **fields})
@@ -70,7 +71,7 @@ def _config(fields: dict[str, Any], section: str, **defaults: Any) -> Any:
 
 
 def _specs(variants: Any) -> Any:
-    from .spec import Spec
+    from ..spec import Spec
 
     items = variants.items() if isinstance(variants, dict) else enumerate(variants)
     for key, spec in items:
@@ -82,12 +83,11 @@ def _specs(variants: Any) -> Any:
 
 
 def _cmd_route(args: argparse.Namespace) -> int:
-    from .cli_args import build_from_args
-    from .data import pairs_from
-    from .passes.export_onnx import export_onnx
-    from .routing import RoutedModel, build_variants
-    from .routing.report import write_routing_report
-    from .routing.training import train_estimator
+    from ..data import pairs_from
+    from ..onnx import export_onnx
+    from ..routing import RoutedModel, build_variants
+    from ..routing.report import write_routing_report
+    from ..routing.training import train_estimator
 
     spec = load_routing_spec(args.spec)
     for field in ("patch", "context"):
@@ -119,8 +119,6 @@ def _cmd_route(args: argparse.Namespace) -> int:
 
 def add_route_command(sub: Any) -> None:
     """Register ``fxprune route`` on the ``fxprune`` sub-command parser."""
-    from .cli_args import model_arguments
-
     p = sub.add_parser("route", help="build compressed variants, train an error estimator and export one routed "
                                      "ONNX model that picks a variant per window (β chosen at run time)")
     model_arguments(p)
@@ -139,7 +137,8 @@ def routed_infer(args: argparse.Namespace, session: Any) -> bool:
 
     Returns False (nothing done) for an ordinary model without ``--beta``.
     """
-    from .runtime import RoutedSession, read_image, routing_metadata, write_image
+    from ..images import read_image, write_image
+    from ..runtime import RoutedSession, routing_metadata
 
     beta = getattr(args, "beta", None)
     routed = routing_metadata(session) is not None

@@ -15,24 +15,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from .analysis import analyze
-from .api import compress
-from .counting import count_macs, count_params
-from .data import pairs_from
-from .counting import nm_layers
-from .errors import FxpruneError, SpecError
-from .methods import method_for, registered_methods
-from .nm_check import check_nm
-from .metrics import bicubic_baseline, evaluate
-from .model_io import save
-from .models import build
-from .passes.export_onnx import export_onnx
-from .record import keep_of, record_of
-from .report import ModelStats, comparison_table, stage_table, write_report
-from .runtime import open_session
-from .spec import Spec, read_spec_file
-from .train import TrainConfig, train_model
-from .viz import visualize
+from ..analysis import analyze
+from ..api import compress
+from ..counting import count_macs, count_params, nm_layers
+from ..data import pairs_from
+from ..errors import FxpruneError, SpecError
+from ..methods import method_for, registered_methods
+from ..nm_check import check_nm
+from ..metrics import bicubic_baseline, evaluate
+from ..model_io import save
+from ..models import build
+from ..onnx import export_onnx
+from ..record import keep_of, record_of
+from ..report import ModelStats, comparison_table, stage_table, write_report
+from ..runtime import open_session
+from ..spec import Spec, read_spec_file
+from ..train import TrainConfig, train_model
+from ..viz import visualize
+from .args import build_from_args, model_arguments
 
 SPEC_OVERRIDES = ("method", "ratio", "macs", "latency", "round_to", "steps", "budget", "m", "n")
 NM_SPEED_NOTE = ("N:M sparsity: ONNX Runtime on CPU has no N:M kernels, so the N:M zeros give no speed there "
@@ -157,8 +157,6 @@ def _needs_training(spec: Spec | list[Spec], args: argparse.Namespace, section: 
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from .cli_args import build_from_args
-
     model, x = build_from_args(args)
     spec, section = load_spec(args.spec, args)
     if args.finetune_steps is not None:
@@ -181,7 +179,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Compress the shipped trained EDSR with ASSL on the bundled images, export and compare."""
-    from .weights import NoPretrainedWeightsError, pretrained
+    from ..weights import NoPretrainedWeightsError, pretrained
 
     torch.manual_seed(args.seed)
     out = Path(args.output)
@@ -232,8 +230,6 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
 
 def add_commands(sub: Any) -> None:
     """Register ``compress`` and ``demo`` on the CLI's subparsers."""
-    from .cli_args import model_arguments
-
     p = sub.add_parser("compress", help="compress a model as a spec says; write model, ONNX and report.md",
                        description="Compress MODEL (training when the method needs it) and write OUT/model.pt2, "
                        "OUT/model.onnx, OUT/report.md and OUT/coupled.html.")
