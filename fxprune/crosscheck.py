@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from .counting import count_macs, count_params
+from .eval_mode import eval_mode
 from .trace import as_inputs
 
 # the modules whose products both counters price the same way (transposed convs are not among them)
@@ -162,13 +163,10 @@ def _product_calls(model: nn.Module, inputs: tuple[Any, ...]) -> dict[str, tuple
                 count, outputs = seen.get(name, (0, 0))
                 seen[name] = (count + 1, outputs + output.numel())
             handles.append(module.register_forward_hook(hook))
-    was = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(*inputs)
     finally:
-        model.train(was)
         for handle in handles:
             handle.remove()
     return seen

@@ -68,7 +68,6 @@ def _static_batch(model: nn.Module) -> bool:
 
 def _export(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[torch.export.ExportedProgram, bool, bool]:
     """Export with dynamic batch+H+W, else dynamic H+W, else static; returns (program, dyn_hw, dyn_batch)."""
-    auto = torch.export.Dim.AUTO
     four_d = [isinstance(t, torch.Tensor) and t.dim() == 4 for t in inputs]
     attempts: list[tuple[bool, bool]] = []
     if any(four_d) and not _static_batch(model):
@@ -78,15 +77,9 @@ def _export(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[torch.export.Exp
     attempts.append((False, False))
     errors = []
     for dynamic_hw, dynamic_batch in attempts:
-        args = inputs
-        if dynamic_batch:  # a batch of 1 would be specialized (0/1 specialization)
-            args = tuple(t.expand(2, *t.shape[1:]).contiguous() if d and t.shape[0] == 1 else t
-                         for t, d in zip(inputs, four_d))
-        dims: dict[int, Any] = ({0: auto} if dynamic_batch else {}) | ({2: auto, 3: auto} if dynamic_hw else {})
-        shapes = tuple(dict(dims) if d and dims else None for d in four_d)
         try:
-            with _quiet_torch_logs(), eval_mode(model):
-                program = torch.export.export(model, args, dynamic_shapes=shapes, strict=False)
+            with eval_mode(model):
+                program = export_program(model, inputs, dynamic_hw=dynamic_hw, dynamic_batch=dynamic_batch)
         except Exception as error:  # noqa: BLE001 - reported below if every attempt fails
             errors.append(f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}")
             continue
@@ -216,7 +209,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """
     target = _path(path)
     if not target.is_file():
-        raise CheckpointError(f"no fxprune model file at '{target}'; create one with fxprune.save(model, path, example_inputs)")
+        raise CheckpointError(f"no fxprune model file at '{target}'; create one with fxprune.save(model, path, example_inputs)",
+            path=str(target))
     try:
         with zipfile.ZipFile(target) as archive:
             names = archive.namelist()
@@ -228,23 +222,28 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
             raw = archive.read(extra[0]) if extra and is_pt2 else None
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
         raise CheckpointError(
-            f"'{target}' is not a readable fxprune model file ({error}); it is truncated or corrupt: {_fix(target)}"
+            f"'{target}' is not a readable fxprune model file ({error}); it is truncated or corrupt: {_fix(target)}",
+            path=str(target),
         ) from error
     if raw is None:
         raise CheckpointError(
-            f"'{target}' is a zip archive but not an fxprune model file (no fxprune metadata); {_fix(target)}"
+            f"'{target}' is a zip archive but not an fxprune model file (no fxprune metadata); {_fix(target)}",
+            path=str(target),
         )
     try:
         metadata = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"'{target}' has corrupt fxprune metadata ({error}); {_fix(target)}") from error
+        raise CheckpointError(f"'{target}' has corrupt fxprune metadata ({error}); {_fix(target)}",
+            path=str(target)) from error
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise CheckpointError(f"'{target}' is not an fxprune model file (unknown metadata); {_fix(target)}")
+        raise CheckpointError(f"'{target}' is not an fxprune model file (unknown metadata); {_fix(target)}",
+            path=str(target))
     version = metadata.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(
             f"'{target}' has fxprune model format {version!r}, this fxprune ({_version()}) reads up to "
-            f"{FORMAT_VERSION}; upgrade fxprune (the file was written by fxprune {metadata.get('fxprune_version')})"
+            f"{FORMAT_VERSION}; upgrade fxprune (the file was written by fxprune {metadata.get('fxprune_version')})",
+            path=str(target),
         )
     return metadata
 
@@ -298,13 +297,15 @@ def load(path: str | os.PathLike) -> nn.Module:
         raise CheckpointError(
             f"cannot load the fxprune model '{target}' ({type(error).__name__}: {text}); the file may come from an "
             f"incompatible torch (written with torch {metadata.get('torch_version')}, this is {torch.__version__}): "
-            f"{_fix(target)}"
+            f"{_fix(target)}",
+            path=str(target),
         ) from error
     module.meta["fxprune_saved"] = metadata
     try:
         record = from_saved(metadata)
     except (TypeError, ValueError) as error:
-        raise CheckpointError(f"'{target}' has a corrupt fxprune record ({error}); {_fix(target)}") from error
+        raise CheckpointError(f"'{target}' has a corrupt fxprune record ({error}); {_fix(target)}",
+            path=str(target)) from error
     if record is not None:
         module.meta["fxprune"] = record
     return _inference_only(module)

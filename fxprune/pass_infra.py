@@ -12,8 +12,8 @@ place leaves its input as it was and returns a new module. Calling a pass checks
 ...     name, in_place = "count_nodes", True
 ...     def call(self, gm): return PassResult(gm, False, len(gm.graph.nodes))
 >>> gm = fxprune.trace(torch.nn.Conv2d(2, 2, 1), torch.randn(1, 2, 4, 4))
->>> CountNodes()(gm).produced
-6
+>>> CountNodes()(gm).produced == len(gm.graph.nodes)
+True
 """
 from __future__ import annotations
 

@@ -50,7 +50,8 @@ def open_session(path: str | os.PathLike, threads: int | None = None, providers:
         raise ValueError(f"threads must be a positive int or None, got {threads!r}")
     target = Path(path)
     if not target.is_file():
-        raise InferenceError(f"no ONNX model file at '{target}'; create one with `fxprune export MODEL -o {target.name}`")
+        raise InferenceError(f"no ONNX model file at '{target}'; create one with `fxprune export MODEL -o {target.name}`",
+            path=str(target))
     if providers is None:
         available = ort.get_available_providers()
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
@@ -64,7 +65,8 @@ def open_session(path: str | os.PathLike, threads: int | None = None, providers:
     except Exception as error:  # noqa: BLE001 - ORT raises its own exception types
         raise InferenceError(
             f"cannot open the ONNX model '{target}': {_first_line(error)} (is the file corrupt or truncated? "
-            "export it again with `fxprune export`)"
+            "export it again with `fxprune export`)",
+            path=str(target),
         ) from error
 
 
@@ -107,7 +109,8 @@ def _runner(model: Any) -> Callable[[np.ndarray], np.ndarray]:
             try:
                 return np.asarray(model.run(None, {name: x})[0])
             except Exception as error:  # noqa: BLE001 - ORT raises its own exception types
-                raise InferenceError(f"ONNX Runtime failed on a tile of shape {x.shape}: {_first_line(error)}") from error
+                raise InferenceError(f"ONNX Runtime failed on a tile of shape {x.shape}: {_first_line(error)}",
+                    input_shape=tuple(x.shape)) from error
 
         return run_session
     if not callable(model):
@@ -278,7 +281,7 @@ class RoutedSession:
         inputs = self.session.get_inputs()
         if meta is None or len(inputs) != 2:
             raise InferenceError(f"'{path}' is not a routed model (no '{ROUTING_KEY}' metadata and β input); "
-                                 "build one with `fxprune route` or fxprune.routing.RoutedModel")
+                                 "build one with `fxprune route` or fxprune.routing.RoutedModel", path=str(path))
         self.meta = meta
         self.routes: list[str] = list(meta["routes"])
         self._names = [i.name for i in inputs]
@@ -288,7 +291,8 @@ class RoutedSession:
         try:
             out, route_map = self.session.run(None, feeds)
         except Exception as error:  # noqa: BLE001 - ORT raises its own exception types
-            raise InferenceError(f"ONNX Runtime failed on an input of shape {batch.shape}: {_first_line(error)}") \
+            raise InferenceError(f"ONNX Runtime failed on an input of shape {batch.shape}: {_first_line(error)}",
+                input_shape=tuple(batch.shape)) \
                 from error
         maps.extend(np.asarray(route_map))
         return np.asarray(out)

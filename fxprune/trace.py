@@ -55,10 +55,31 @@ def as_inputs(example_inputs: Any) -> tuple[Any, ...]:
     )
 
 
-def _dynamic_shapes(inputs: Sequence[Any], batch: bool = True) -> tuple[Any, ...]:
-    auto = torch.export.Dim.AUTO
-    dims = {0: auto, 2: auto, 3: auto} if batch else {2: auto, 3: auto}
-    return tuple(dict(dims) if _is_image(t) else None for t in inputs)
+def export_program(model: nn.Module, inputs: tuple[Any, ...], *, dynamic_hw: bool, dynamic_batch: bool,
+                   dim: Any = None) -> torch.export.ExportedProgram:
+    """The one ``torch.export`` call of fxprune (capture, ``fxprune.save`` and ONNX export use it).
+
+    Non-strict, with torch's retry and guard warnings kept out of the user's log. The batch (dim 0)
+    and the height and width (dims 2 and 3) of every 4-D input are ``dim`` (``Dim.AUTO`` by
+    default) as asked; a dynamic batch of 1 is exported from a batch of 2, since export fixes
+    every dim of size 1.
+
+    >>> import torch
+    >>> program = export_program(torch.nn.Conv2d(3, 4, 3), (torch.randn(1, 3, 8, 8),), dynamic_hw=True,
+    ...                          dynamic_batch=True)
+    >>> [isinstance(size, int) for size in program.module()(torch.randn(3, 3, 9, 7)).shape]
+    [True, True, True, True]
+    >>> program.module()(torch.randn(3, 3, 9, 7)).shape
+    torch.Size([3, 4, 7, 5])
+    """
+    dim = torch.export.Dim.AUTO if dim is None else dim
+    if dynamic_batch:
+        inputs = tuple(t.expand(2, *t.shape[1:]).contiguous() if _is_image(t) and t.shape[0] == 1 else t
+                       for t in inputs)
+    axes = ([0] if dynamic_batch else []) + ([2, 3] if dynamic_hw else [])
+    shapes = tuple({a: dim for a in axes} if _is_image(t) and axes else None for t in inputs)
+    with _quiet_torch_logs():
+        return torch.export.export(model, inputs, dynamic_shapes=shapes if any(shapes) else None, strict=False)
 
 
 def _is_image(t: Any) -> bool:
@@ -300,11 +321,7 @@ def _data_dependent(error: Exception) -> bool:
 
 
 def _export_as_is(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool, dynamic_batch: bool) -> fx.GraphModule:
-    with _quiet_torch_logs():
-        program = torch.export.export(
-            model, inputs, strict=False, dynamic_shapes=_dynamic_shapes(inputs, dynamic_batch) if dynamic else None
-        )
-    return program.module()
+    return export_program(model, inputs, dynamic_hw=dynamic, dynamic_batch=dynamic and dynamic_batch).module()
 
 
 def _capture_size_blind(model: nn.Module, inputs: tuple[Any, ...], dynamic_hw: bool) -> fx.GraphModule | None:

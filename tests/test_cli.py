@@ -16,6 +16,13 @@ def test_analyze_prints_group_table():
     assert "coupled" in result.stdout and "head, body.0.conv2, body.1.conv2, body.2" in result.stdout
 
 
+def test_analyze_cross_checks_the_counts_with_torch_pruning():
+    result = run("analyze", "edsr", "--blocks", "2", "--channels", "8", "--input-size", "16", "16", "--cross-check")
+    assert result.returncode == 0, result.stderr
+    line = next(l for l in result.stdout.splitlines() if l.startswith("cross-check: "))
+    assert "torch-pruning" in line and "conv/linear products of 8 modules agree" in line
+
+
 def test_unknown_model_fails_with_one_line_reason():
     result = run("analyze", "no_such_model")
     assert result.returncode == 2

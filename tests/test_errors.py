@@ -93,6 +93,39 @@ def test_a_corrupt_checkpoint_names_its_file(tmp_path):
     assert caught.value.path == str(weights)
 
 
+def test_a_missing_or_corrupt_model_file_names_its_path(tmp_path):
+    for name, content in (("missing.pt2", None), ("corrupt.pt2", b"PK\x03\x04 truncated")):
+        path = tmp_path / name
+        if content is not None:
+            path.write_bytes(content)
+        with pytest.raises(fxprune.CheckpointError) as caught:
+            fxprune.load(path)
+        assert roundtrip(caught.value).path == str(path)
+
+
+def test_a_missing_onnx_file_names_its_path(tmp_path):
+    from fxprune.runtime import open_session
+
+    with pytest.raises(fxprune.InferenceError) as caught:
+        open_session(tmp_path / "absent.onnx")
+    assert roundtrip(caught.value).path == str(tmp_path / "absent.onnx")
+
+
+def test_an_onnx_parity_error_carries_the_measured_error(tmp_path):
+    from fxprune.onnx import check_onnx_parity, export_onnx
+
+    net = nn.Conv2d(3, 4, 3, padding=1).eval()
+    path = tmp_path / "net.onnx"
+    export_onnx(net, path, X)
+    with torch.no_grad():
+        net.weight.add_(1.0)  # PyTorch now computes something else than the file
+    with pytest.raises(errors.ParityError) as caught:
+        check_onnx_parity(net, path, X)
+    error = roundtrip(caught.value)
+    assert error.max_error is not None and error.max_error > error.tolerance > 0
+    assert error.input_shapes and len(error.input_shapes[0]) == 4
+
+
 def test_a_foreign_pruner_state_is_a_checkpoint_error_without_a_path():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis import analyze
+from ..crosscheck import cross_check
 from ..errors import FxpruneError
 from ..viz import visualize
 from .args import build_from_args, model_arguments
@@ -22,12 +23,15 @@ def add_analyze_command(sub: Any) -> argparse.ArgumentParser:
 
     >>> parser = argparse.ArgumentParser(prog="fxprune")
     >>> p = add_analyze_command(parser.add_subparsers(dest="command"))
-    >>> parser.parse_args(["analyze", "edsr", "--strict"]).strict
-    True
+    >>> args = parser.parse_args(["analyze", "edsr", "--strict", "--cross-check"])
+    >>> args.strict, args.cross_check
+    (True, True)
     """
     p = sub.add_parser("analyze", help="print the groups of channels that must be pruned together")
     model_arguments(p)
     _strict_flag(p)
+    p.add_argument("--cross-check", action="store_true",
+                   help="also count the dense model's MACs and parameters with torch-pruning and compare")
     p.set_defaults(run=_cmd_analyze)
     return p
 
@@ -36,6 +40,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     model, x = build_from_args(args)
     graph = analyze(model, (x,), strict=args.strict)
     print(graph.summary())
+    if args.cross_check:
+        print(f"cross-check: {cross_check(model, (x,)).summary()}")
     return 0
 
 

@@ -13,6 +13,7 @@ from torch import nn
 from ..analysis import analyze
 from ..counting import count_macs
 from ..errors import CheckpointError, ParityError, SpecError
+from ..eval_mode import eval_mode
 from ..graph import ChannelGraph
 from ..graph_mode import copy_graph_module, enable_train_eval
 from ..passes.fold_weight_modules import FoldWeightModules
@@ -262,14 +263,9 @@ class NMPrunerBase(Pruner):
         return gm
 
     def _check(self, small: fx.GraphModule) -> None:
-        was = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                inputs = tuple(t.to(self._device()) if isinstance(t, torch.Tensor) else t for t in self.example_inputs)
-                want, got = self.model(*inputs), small(*inputs)
-        finally:
-            self.model.train(was)
+        with eval_mode(self.model, small), torch.no_grad():
+            inputs = tuple(t.to(self._device()) if isinstance(t, torch.Tensor) else t for t in self.example_inputs)
+            want, got = self.model(*inputs), small(*inputs)
         rtol, atol = 1e-4, 1e-5
         try:
             torch.testing.assert_close(got, want, rtol=rtol, atol=atol)

@@ -1,15 +1,13 @@
 """What the ONNX export and its parity check share: the error type, example inputs and model runs."""
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
-import torch.fx as fx
-from torch import nn
 
 from ..errors import FxpruneError
+from ..eval_mode import eval_mode  # noqa: F401 - the package's modules import it from here
 
 
 class OnnxExportError(FxpruneError):
@@ -85,22 +83,6 @@ def make_inputs(inputs: tuple[torch.Tensor, ...], batch: int, height: int, width
         else:
             fresh.append(t.clone())
     return tuple(fresh)
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Run in eval mode and restore every submodule's flag. GraphModules from torch.export have
-    their mode baked in (and refuse ``train()``/``eval()``), so they are left alone."""
-    if isinstance(model, fx.GraphModule):
-        yield
-        return
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
 
 
 def first_line(error: BaseException) -> str:

@@ -37,7 +37,7 @@ import torch.fx as fx
 from torch import nn
 
 from ..errors import ParityError
-from ..trace import _quiet_torch_logs
+from ..trace import _quiet_torch_logs, export_program
 from .common import OnnxExportError, as_tensors, clones, eval_mode, first_line, flatten, make_inputs, size_steps
 from .finish import finish_file
 from .parity import ATOL_SCALE, check_onnx_parity
@@ -167,23 +167,10 @@ class _Attempt:
 
 
 def _dynamo_export(job: _Attempt) -> None:
-    dyn = torch.export.Dim.DYNAMIC
-    inputs, dynamic_hw, batch_dynamic = job.inputs, job.dynamic_hw, job.batch_dynamic
-    if batch_dynamic:  # an example batch of 1 would be specialized (0/1 specialization)
-        inputs = tuple(
-            t.expand(2, *t.shape[1:]).contiguous() if t.dim() == 4 and t.shape[0] == 1 else t for t in inputs
-        )
-    shapes = []
-    for t in inputs:
-        spec: dict[int, Any] = {}
-        if t.dim() == 4:
-            if batch_dynamic:
-                spec[0] = dyn
-            if dynamic_hw:
-                spec[2], spec[3] = dyn, dyn
-        shapes.append(spec or None)
+    inputs = job.inputs
     with _quiet():
-        program = torch.export.export(job.model, inputs, dynamic_shapes=tuple(shapes), strict=False)
+        program = export_program(job.model, inputs, dynamic_hw=job.dynamic_hw, dynamic_batch=job.batch_dynamic,
+                                 dim=torch.export.Dim.DYNAMIC)
         torch.onnx.export(
             program, (), str(job.path), dynamo=True, opset_version=job.opset, external_data=job.external,
             input_names=_names("input", len(inputs)), output_names=_names("output", len(job.outputs)),

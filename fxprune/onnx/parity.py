@@ -143,6 +143,6 @@ def check_onnx_parity(
 
 
 def _parity_error(message: str, error: float, tolerance: float, shape: tuple[int, ...]) -> ParityError:
-    exc = ParityError(message)
-    exc.max_abs_error, exc.tolerance, exc.input_shape = error, tolerance, shape  # type: ignore[attr-defined]
+    exc = ParityError(message, max_error=error, tolerance=tolerance, input_shapes=(shape,))
+    exc.max_abs_error, exc.input_shape = error, shape  # type: ignore[attr-defined]  # the names tests and users read
     return exc
