@@ -38,7 +38,7 @@ from .counting import nm_layers, nm_record
 from .errors import CheckpointError
 from .eval_mode import eval_mode
 from .record import from_saved, record_of
-from .trace import _quiet_torch_logs, as_inputs
+from .trace import _quiet_torch_logs, as_inputs, export_program
 
 __all__ = ["save", "load", "read_metadata", "FORMAT", "FORMAT_VERSION", "SUFFIX"]
 
