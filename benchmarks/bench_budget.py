@@ -34,7 +34,7 @@ from results_file import replace_section  # noqa: E402
 HEADING = "## MAC budgets without re-slicing (bench_budget.py)"
 MODELS = {"rcan 10×20": ("rcan", dict(groups=10, blocks=20, channels=64, reduction=16)),
           "edsr 32×256": ("edsr", dict(blocks=32, channels=256, res_scale=0.1))}
-QUICK = {"rcan 1×4": ("rcan", dict(groups=1, blocks=4, channels=16, reduction=4))}
+QUICK = {"rcan 1×4": ("rcan", dict(groups=1, blocks=4, channels=32, reduction=4))}
 BUDGET, STEPS, GOAL = 0.5, 12, 5.0
 
 
@@ -62,7 +62,7 @@ def by_slicing(graph, spec, x, steps: int) -> tuple[float, list[int]]:
 
 def measure(label: str, name: str, kwargs: dict, x: torch.Tensor) -> dict:
     graph = fxprune.analyze(build(name, **kwargs).eval(), x)
-    spec = fxprune.Spec(method="l1", budget=BUDGET)
+    spec = fxprune.Spec(method="l1", budget=BUDGET, round_to=8)
     start = time.perf_counter()
     ratio = ratio_for_macs(graph, spec, (x,), steps=STEPS)
     fast_s = time.perf_counter() - start
@@ -73,7 +73,7 @@ def measure(label: str, name: str, kwargs: dict, x: torch.Tensor) -> dict:
     scores = {g.id: l1_scores(graph, g) for g in graph.groups}
     priced = [model.macs(plan_keep(graph, spec, ratio=r, scores=lambda g, group: scores[group.id]))
               for r in _ratios(counts, model.dense, spec.macs, STEPS)]
-    row = dict(label=label, convs=sum(1 for n in graph.gm.graph.nodes if "conv" in str(n.target)), fast_s=fast_s,
+    row = dict(label=label, convs=sum(1 for n in graph.gm.graph.nodes if n.op == "call_function" and "conv" in str(n.target)), fast_s=fast_s,
                slow_s=slow_s, ratio=ratio, sliced_ratio=sliced_ratio, same_counts=priced == counts)
     print(row, flush=True)
     return row
@@ -94,7 +94,7 @@ def _ratios(counts: list[int], dense: int, budget: float, steps: int) -> list[fl
 
 def section(rows: list[dict], clock: Clock) -> str:
     lines = [run_line(datetime.date.today().isoformat(), 1, clock),
-             f"`Spec(method=\"l1\", budget={BUDGET})` on a 1×3×32×32 example, {STEPS} bisection steps, one process. "
+             f"`Spec(method=\"l1\", budget={BUDGET}, round_to=8)` on a 1×3×32×32 example, {STEPS} bisection steps, one process. "
              "MacModel: `fxprune.budget.ratio_for_macs`. Slicing: the same bisection slicing the plan and "
              "counting the sliced model's MACs at every step (what the budget did before MacModel).", "",
              "| model | conv layers | MacModel s | slice + count s | speed-up | same MACs at every step | same ratio |",
