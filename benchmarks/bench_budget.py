@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fxprune  # noqa: E402
-from fxprune.budget import MacModel, ratio_for_macs  # noqa: E402
+from fxprune.budget import HIGHEST_RATIO, MacModel, bisect_ratio, ratio_for_macs  # noqa: E402
 from fxprune.models import build  # noqa: E402
 from fxprune.passes.slice_channels import slice_channels  # noqa: E402
 from fxprune.selection import l1_scores, plan_keep  # noqa: E402
@@ -49,15 +49,8 @@ def by_slicing(graph, spec, x, steps: int) -> tuple[float, list[int]]:
         counts.append(fxprune.count_macs(small, x))
         return counts[-1] / dense
 
-    low, high = 0.0, 0.999
-    fraction(high)
-    for _ in range(steps):
-        middle = (low + high) / 2
-        if fraction(middle) <= spec.macs:
-            high = middle
-        else:
-            low = middle
-    return high, counts
+    fraction(HIGHEST_RATIO)
+    return bisect_ratio(fraction, spec.macs, steps), counts
 
 
 def measure(label: str, name: str, kwargs: dict, x: torch.Tensor) -> dict:
@@ -81,7 +74,7 @@ def measure(label: str, name: str, kwargs: dict, x: torch.Tensor) -> dict:
 
 def _ratios(counts: list[int], dense: int, budget: float, steps: int) -> list[float]:
     """The ratios the slicing bisection visited, replayed from its counts."""
-    low, high, visited = 0.0, 0.999, [0.999]
+    low, high, visited = 0.0, HIGHEST_RATIO, [HIGHEST_RATIO]
     for count in counts[1:steps + 1]:
         middle = (low + high) / 2
         visited.append(middle)

@@ -7,7 +7,7 @@ the same per-op pricing as :func:`fxprune.count_macs` on shape-only (``meta``) t
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -126,14 +126,27 @@ def ratio_for_macs(graph: ChannelGraph, spec: Spec, example_inputs: Any, steps: 
     def fraction(ratio: float) -> float:
         return model.macs(plan_keep(graph, spec, ratio=ratio, scores=cached_scores)) / model.dense
 
-    low, high = 0.0, 0.999
-    smallest = fraction(high)
+    smallest = fraction(HIGHEST_RATIO)
     if smallest > spec.macs:
         raise SpecError("macs", f"cannot reach {spec.macs:.3f} of the MACs: even pruning every prunable unit "
                         f"keeps {smallest:.3f} (fixed groups and rounding)")
+    return bisect_ratio(fraction, spec.macs, steps)
+
+
+HIGHEST_RATIO = 0.999  # a ratio of 1 would ask to drop every unit
+
+
+def bisect_ratio(fraction: Callable[[float], float], target: float, steps: int) -> float:
+    """The smallest ratio in [0, HIGHEST_RATIO], to ``steps`` bisections, whose ``fraction`` is at
+    most ``target``; ``fraction`` must not grow with the ratio.
+
+    >>> round(bisect_ratio(lambda ratio: 1 - ratio, 0.25, steps=20), 4)
+    0.75
+    """
+    low, high = 0.0, HIGHEST_RATIO
     for _ in range(steps):
         middle = (low + high) / 2
-        if fraction(middle) <= spec.macs:
+        if fraction(middle) <= target:
             high = middle
         else:
             low = middle
