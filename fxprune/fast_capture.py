@@ -176,7 +176,8 @@ def _mark_sizes_free(placeholders: list[fx.Node], dynamic_hw: bool) -> None:
     for node in placeholders:
         val = node.meta.get("val")
         if isinstance(val, torch.Tensor) and val.dim() == 4:
-            hint = torch.empty((max(2, val.shape[0]), *val.shape[1:]), dtype=val.dtype, device="meta")
+            # never written: empty() only reserves memory; the device is what the fake value must report
+            hint = torch.empty((max(2, val.shape[0]), *val.shape[1:]), dtype=val.dtype, device=val.device)
             node.meta["val"] = mode.from_tensor(hint, symbolic_context=StatelessSymbolicContext(dynamic_sizes=free))
 
 

@@ -60,6 +60,7 @@ def test_trace_uses_it_and_marks_the_sizes_free():
     gm = fxprune.trace(build("edsr", blocks=2, channels=8).eval(), X)
     image = next(n for n in gm.graph.nodes if n.op == "placeholder").meta["val"]
     assert [isinstance(size, int) for size in image.shape] == [False, True, False, False]
+    assert image.device == X.device and image.dtype == X.dtype
     info = gm.meta["fxprune_capture"]
     assert info.dynamic_hw and info.dynamic_batch
     static = fxprune.trace(build("edsr", blocks=2, channels=8).eval(), X, dynamic_hw=False)
