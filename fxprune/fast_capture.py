@@ -53,20 +53,13 @@ _VALIDATING = frozenset({"_verify_batch_size", "_verify_spatial_size"})
 
 
 class _SizeWatch(TorchFunctionMode):
-    """Notes the first place where the forward observes a batch/height/width-dependent value."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: str | None = None
+    """Stops the trace where the forward first observes a batch/height/width-dependent value."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if self.seen is None and (func in _SIZE_READS or func in _SPLITS):
-            if func in _SIZE_READS or not _splits_channels(func, args, kwargs):
-                caller = _forward_frame()
-                if caller is not None:
-                    self.seen = f"{getattr(func, '__name__', func)} in {caller}"
-                    raise _ReadsSize(self.seen)  # stop tracing now: the graph cannot be used
+        reads = func in _SIZE_READS or (func in _SPLITS and not _splits_channels(func, args, kwargs))
+        if reads and (caller := _forward_frame()) is not None:
+            raise _ReadsSize(f"{getattr(func, '__name__', func)} in {caller}")  # the graph cannot be used
         return func(*args, **kwargs)
 
 
@@ -130,9 +123,8 @@ def capture_size_blind(model: nn.Module, inputs: tuple[Any, ...], dynamic_hw: bo
         return tuple(leaves)
 
     forward._orig_mod = model  # type: ignore[attr-defined]  # make_fx records nn_module_stack under this root
-    watch = _SizeWatch()
     try:
-        with watch, torch.backends.cudnn.flags(enabled=False), _no_stack_traces():  # export records cudnn off
+        with _SizeWatch(), torch.backends.cudnn.flags(enabled=False), _no_stack_traces():  # export records cudnn off
             traced = make_fx(forward, tracing_mode="fake", pre_dispatch=True, record_module_stack=True,
                              _disable_torch_fn_metadata_mode=True)(*state.values(), *flat_inputs)
     except _ReadsSize as read:

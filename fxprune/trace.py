@@ -74,8 +74,7 @@ def export_program(model: nn.Module, inputs: tuple[Any, ...], *, dynamic_hw: boo
     """
     dim = torch.export.Dim.AUTO if dim is None else dim
     if dynamic_batch:
-        inputs = tuple(t.expand(2, *t.shape[1:]).contiguous() if _is_image(t) and t.shape[0] == 1 else t
-                       for t in inputs)
+        inputs = _batch_of_two(inputs) or inputs
     axes = ([0] if dynamic_batch else []) + ([2, 3] if dynamic_hw else [])
     shapes = tuple({a: dim for a in axes} if _is_image(t) and axes else None for t in inputs)
     with _quiet_torch_logs():
@@ -327,8 +326,7 @@ def _export_as_is(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool, dyna
 def _capture_size_blind(model: nn.Module, inputs: tuple[Any, ...], dynamic_hw: bool) -> fx.GraphModule | None:
     """The cheap capture (:mod:`fxprune.fast_capture`) where it applies; None otherwise."""
     try:
-        with _quiet_torch_logs():
-            return capture_size_blind(model, inputs, dynamic_hw)
+        return capture_size_blind(model, inputs, dynamic_hw)  # the caller keeps torch's logs quiet
     except Exception as error:  # noqa: BLE001 - torch.export gets its chance and reports its own error
         logger.debug("size-blind capture failed (%s: %s); using torch.export", type(error).__name__, error)
         return None
