@@ -184,10 +184,11 @@ def _as_exported_layout(model: nn.Module, traced: fx.GraphModule, state_names: l
             attr.meta.update(node.meta)
             node.replace_all_uses_with(attr)
             graph.erase_node(node)
-    for node, name in zip(placeholders[len(state_names):], input_names):
+    inputs = placeholders[len(state_names):]
+    for node, name in zip(inputs, input_names):
         node.target = name
         node._rename(name)  # through the graph's namespace, as export names them (``input`` becomes ``input_1``)
-    _mark_sizes_free([n for n in graph.nodes if n.op == "placeholder"], dynamic_hw)
+    _mark_sizes_free(inputs, dynamic_hw)
     for node in graph.nodes:
         stack = node.meta.get("nn_module_stack")
         if stack:
@@ -196,7 +197,10 @@ def _as_exported_layout(model: nn.Module, traced: fx.GraphModule, state_names: l
     for name, child in model.named_children():
         root.add_module(name, child)
     for name, tensor in [*model.named_parameters(recurse=False), *model.named_buffers(recurse=False)]:
-        setattr(root, name, tensor) if isinstance(tensor, nn.Parameter) else root.register_buffer(name, tensor)
+        if isinstance(tensor, nn.Parameter):
+            root.register_parameter(name, tensor)
+        else:
+            root.register_buffer(name, tensor)
     for name, value in vars(traced).items():  # tensors the forward created (torch.tensor(...)), kept by make_fx
         if name.startswith("_tensor_constant") and isinstance(value, torch.Tensor):
             root.register_buffer(name, value, persistent=False)
