@@ -129,7 +129,8 @@ class _ModuleTracker:
             h.remove()
 
 
-_QUIET_DEPTH = [0]  # nested uses are free: setting ~300 logger levels costs ~10 ms each time
+_QUIET_DEPTH = [0]  # nested uses are free
+_TORCH_TRACE_LOG = "torch.__trace"  # torch._logging._internal.trace_log
 
 
 @contextlib.contextmanager
@@ -148,8 +149,16 @@ def _quiet_torch_logs():
 
 @contextlib.contextmanager
 def _quiet_torch_logs_now():
-    names = [n for n in logging.root.manager.loggerDict if n.startswith("torch")]
-    loggers = [logging.getLogger(n) for n in names + ["torch"]]
+    # A logger without its own level takes its nearest ancestor's, so raising "torch" and the few
+    # torch loggers that set their own level quiets them all. Setting every one of the ~500 was
+    # quadratic (each setLevel clears every logger's cache): a third of a small model's capture.
+    # torch's structured trace log is left alone: it prints nothing unless $TORCH_TRACE is set, and
+    # its handler drops itself at the first record it sees; silenced, it never sees one, and every
+    # traced op then pays for a Python stack capture that is thrown away.
+    loggers = [logging.getLogger("torch")] + [
+        lg for name, lg in list(logging.root.manager.loggerDict.items())
+        if name.startswith("torch.") and isinstance(lg, logging.Logger) and lg.level != logging.NOTSET
+        and name != _TORCH_TRACE_LOG]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)

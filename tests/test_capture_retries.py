@@ -85,3 +85,25 @@ def test_multi_output_submodule_fails_with_a_named_capture_error(capfd, caplog):
     out, err = capfd.readouterr()
     assert out == "" and err == "", err[:500]  # torch printed the failing graph here before
     assert any("def forward" in r.getMessage() for r in caplog.records)  # ... now it is in the debug log
+
+
+def test_quieting_covers_every_torch_logger_but_the_structured_trace():
+    """Inside capture torch's warnings are off (children without their own level inherit it), its
+    structured trace log keeps its level (silenced, it made every traced op capture a stack), and
+    every level is back afterwards."""
+    from fxprune.trace import _quiet_torch_logs
+
+    child = logging.getLogger("torch.fx.experimental.fxprune_test_child")  # no level of its own
+    own = logging.getLogger("torch.fxprune_test_own_level")
+    own.setLevel(logging.INFO)
+    structured = logging.getLogger("torch.__trace")
+    structured_level = structured.level
+    try:
+        with _quiet_torch_logs():
+            assert not child.isEnabledFor(logging.WARNING)
+            assert not own.isEnabledFor(logging.WARNING)
+            assert structured.level == structured_level
+        assert child.isEnabledFor(logging.WARNING)
+        assert own.level == logging.INFO
+    finally:
+        own.setLevel(logging.NOTSET)
