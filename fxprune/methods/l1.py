@@ -22,12 +22,14 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import numpy as np
 import torch.fx as fx
 from torch import nn
 
 from ..analysis import analyze
 from ..budget import ratio_for_macs
-from ..latency import plan_for_latency
+from ..graph import ChannelGraph
+from ..latency import LatencyModel, LatencyPlan, plan_for_latency
 from ..passes.slice_channels import slice_channels
 from ..record import stamp
 from ..selection import CHANNEL_FIELDS, nothing_pruned, plan_keep
@@ -36,12 +38,30 @@ from ..verify import verify_sliced
 from .base import Method, register_method
 
 
+def plan_l1(graph: ChannelGraph, spec: Spec, example_inputs: Any,
+            latency_model: LatencyModel | None = None) -> tuple[dict[int, np.ndarray], float | None, LatencyPlan | None]:
+    """The units L1 keeps under ``spec``'s ratio, MAC or latency budget: ``(keep, ratio, latency_plan)``
+    (``keep``: group id -> boolean mask over the group's units).
+
+    ``ratio`` is the global ratio a MAC budget found (else None), ``latency_plan`` the latency
+    budget's plan (else None); ``latency_model`` reuses a built latency model across calls.
+
+    >>> import torch, fxprune
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 3))
+    >>> x = torch.randn(1, 3, 16, 16)
+    >>> keep, ratio, _ = plan_l1(fxprune.analyze(net, (x,)), fxprune.Spec(macs=0.6, round_to=2), (x,))
+    >>> [int(kept.sum()) for kept in keep.values()], round(ratio, 2)   # boolean masks over each group's units
+    ([4], 0.5)
+    """
+    ratio = ratio_for_macs(graph, spec, example_inputs) if spec.macs is not None else None
+    budget = plan_for_latency(graph, spec, example_inputs, model=latency_model) if spec.latency is not None else None
+    return (budget.keep if budget is not None else plan_keep(graph, spec, ratio=ratio)), ratio, budget
+
+
 def compress_l1(model: nn.Module, spec: Spec, example_inputs: Any) -> fx.GraphModule:
     """Pick the units by L1 norm (under the ratio, MAC or latency budget), slice, stamp and verify."""
     graph = analyze(model, example_inputs)
-    ratio = ratio_for_macs(graph, spec, example_inputs) if spec.macs is not None else None
-    budget = plan_for_latency(graph, spec, example_inputs) if spec.latency is not None else None
-    keep = budget.keep if budget is not None else plan_keep(graph, spec, ratio=ratio)
+    keep, ratio, budget = plan_l1(graph, spec, example_inputs)
     if not keep:  # stacklevel: the caller of fxprune.compress
         warnings.warn(nothing_pruned("fxprune.compress", graph, spec, ratio), stacklevel=4)
     small = stamp(slice_channels(graph, keep), graph, keep, spec)
