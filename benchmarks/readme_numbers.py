@@ -25,6 +25,8 @@ PICKS = (
     ("## Dynamic patch routing (bench_routing.py)", "Dynamic patch routing", r"^Goal"),
     ("## Latency budgets: Spec(latency=t) vs one global ratio (bench_latency.py --section latency)",
      "Latency budgets", r"^(Whole section|At a global ratio)"),
+    ("## Latency budget vs MAC budget: PSNR after equal fine-tuning (bench_latency_psnr.py)",
+     "Latency budget vs MAC budget after equal fine-tuning", r"^- MAC budget [0-9.]+: the latency plan"),
     ("## Channel analysis (bench_analysis.py)", "Capture time vs Torch-Pruning", r"^- (Goal|Warm)"),
     ("## Fuzzing compress (random architectures and specs)", "Fuzzing compress", r"^\| (exact|rejected|broken)"),
 )
