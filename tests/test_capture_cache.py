@@ -124,3 +124,35 @@ def test_a_hit_that_computes_something_else_is_captured_again():
         torch.testing.assert_close(again(x), model(x))
     finally:
         SHIFT = 0.0
+
+
+SEEN: list[tuple[int, ...]] = []  # input sizes the eager forward ran at
+
+
+class _RecordsSizes(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        if all(isinstance(d, int) for d in x.shape):  # real runs only, not the capture's fake ones
+            SEEN.append(tuple(x.shape))
+        return self.conv(x) + SHIFT
+
+
+def test_a_hit_is_checked_on_a_crop_of_a_large_example():
+    """Two forwards at the full example size cost more than a capture of a wide model: the check
+    runs at 16×16, and still sees a forward that computes something else."""
+    global SHIFT
+    x = torch.randn(2, 3, 40, 48)
+    model = _RecordsSizes().eval()
+    fxprune.trace(model, x)
+    SEEN.clear()
+    fxprune.trace(model, x)
+    assert SEEN == [(2, 3, 16, 16)]
+    SHIFT = 1.0
+    try:
+        again = fxprune.trace(model, x)
+        torch.testing.assert_close(again(x), model(x))
+    finally:
+        SHIFT = 0.0
