@@ -130,7 +130,9 @@ def plan_for_latency(graph: ChannelGraph, spec: Spec, example_inputs: Any, *, th
     dense model (interleaved), and while it is further than ``MEASURED_TOLERANCE`` from the
     target the goal is corrected by the measured/predicted ratio and the plan chosen again, up to
     ``measure_rounds`` timed plans (0: trust the prediction). The plan kept is the measured one
-    nearest the target within the tolerance, else the largest under it.
+    nearest the target within the tolerance, else the largest under it. A target the prediction
+    calls unreachable is refused only once the smallest plan (every group at its smallest count)
+    was timed and measured above it too; otherwise that measurement corrects the goal.
 
     A group's L1 scores are divided by their mean over its prunable units and multiplied by its
     number of producer weights: raw L1 norms are not comparable across layers of different fan-in,
@@ -165,8 +167,25 @@ def plan_for_latency(graph: ChannelGraph, spec: Spec, example_inputs: Any, *, th
         raise SpecError("latency", f"cannot reach {goal_ms / model.dense_ms:.3f} of the latency: the best plan found "
                         f"is predicted at {predicted / model.dense_ms:.3f}")
 
-    counts, keep, predicted = solve(spec.latency * model.dense_ms)
     measured: list[_Measured] = []
+    try:
+        counts, keep, predicted = solve(spec.latency * model.dense_ms)
+    except SpecError:
+        if not measure_rounds:
+            raise
+        # The prediction can overrate the smallest plan (per-conv timings miss a whole graph's cache
+        # reuse): time it before giving up, and correct the goal by what it measured.
+        floor = {**fixed, **{gid: options[-1] for gid, options in free.items()}}
+        floor_keep = plan_keep(graph, spec, counts=floor)
+        measured.append(_measure(graph, floor_keep, floor, model.predict(floor_keep), model, example_inputs))
+        if measured[0].fraction > spec.latency:
+            raise SpecError("latency", f"cannot reach {spec.latency:.3f} of the dense latency: with every group at "
+                            f"its smallest count the plan measures {measured[0].fraction:.3f} (predicted "
+                            f"{measured[0].predicted / model.dense_ms:.3f}); raise the target or lower round_to") from None
+        try:
+            counts, keep, predicted = solve(spec.latency * measured[0].predicted / measured[0].fraction)
+        except SpecError:
+            counts, keep, predicted = floor, floor_keep, measured[0].predicted
     for _ in range(measure_rounds):
         measured.append(_measure(graph, keep, counts, predicted, model, example_inputs))
         error = measured[-1].fraction / (predicted / model.dense_ms)   # how far the model was off at this plan
