@@ -179,7 +179,7 @@ def test_the_timed_plan_kept_is_the_right_one(fractions, chosen):
     assert _closest([_timed(f) for f in fractions], 0.5).fraction == chosen
 
 
-@pytest.mark.parametrize("speedup, reachable", [(0.5, True), (1.0, False)])
+@pytest.mark.parametrize("speedup, reachable", [(0.5, True), (0.824, True), (1.2, False)])  # 0.824: floor at 1.03 x target
 def test_a_target_the_prediction_misses_is_refused_only_when_the_timed_floor_misses_it(edsr, monkeypatch, speedup,
                                                                                        reachable):
     """The per-conv prediction can overrate small plans. Here the timer is pinned to report
