@@ -24,11 +24,9 @@ is rewritten as each run finishes.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import datetime
 import statistics
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -43,7 +41,7 @@ from fxprune.models import build
 from fxprune.train import TrainConfig, train_model
 from fxprune.weights import pretrained
 
-from bench_common import Clock, run_line, run_pool
+from bench_common import Clock, run_line, run_pool, training_config, training_parser
 from results_file import replace_section
 
 HEADING = "## ASSL ablation (bench_assl.py)"
@@ -229,21 +227,11 @@ class Results:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny untrained model, few steps: checks the script works")
-    parser.add_argument("--out", type=Path, help="markdown file for the section (default RESULTS.md; --quick: a temp file)")
-    parser.add_argument("--steps", type=int, help="training steps per pruned model (default 1000)")
-    parser.add_argument("--seeds", type=int, help="seeds per configuration (default 3)")
+    parser = training_parser(__doc__.splitlines()[0], "pruned model")
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.25, 0.5], help="pruning ratios (default 0.25 0.5)")
-    parser.add_argument("--jobs", type=int, default=2, help="worker processes, 1 torch thread each (default 2)")
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"), help="learning-rate schedule (default cosine)")
     args = parser.parse_args()
-    cfg = dict(QUICK if args.quick else FULL)
-    for name in ("steps", "seeds", "lr_schedule"):
-        if getattr(args, name) is not None:
-            cfg[name] = getattr(args, name)
-    if args.out is None:
-        args.out = Path(tempfile.gettempdir()) / "bench_assl_quick.md" if args.quick else HERE / "RESULTS.md"
+    cfg = training_config(args, QUICK, FULL, "bench_assl", ("steps", "seeds", "lr_schedule"))
     results = Results(args, cfg)
     jobs = [{"cfg": cfg, "method": "dense", "ratio": 0.0, "seed": 0}]
     for seed in range(cfg["seeds"]):          # seed-major: every configuration gets its first seed early

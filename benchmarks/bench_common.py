@@ -1,12 +1,15 @@
-"""Helpers the training benchmarks share (bench_assl.py, bench_sls.py): the run clock with its CPU
-contention, the setup line, the worker pool, and ONNX Runtime timing."""
+"""Helpers the training benchmarks share (bench_assl.py, bench_sls.py, bench_latency_psnr.py): their
+command-line options, the run clock with its CPU contention, the setup line, the worker pool, and
+ONNX Runtime timing."""
 from __future__ import annotations
 
+import argparse
 import concurrent.futures as futures
 import multiprocessing
 import os
 import platform
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -74,3 +77,29 @@ def interleaved_median_ms(sessions: dict[str, Any], feed: dict, rounds: int) -> 
             sessions[k].run(None, feed)
             times[k].append((time.perf_counter() - start) * 1000)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def training_parser(description: str, unit: str) -> argparse.ArgumentParser:
+    """--quick, --out, --steps, --seeds and --jobs, as every seeded training benchmark takes them
+    (``unit``: what one run trains, for the help text)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="tiny untrained model, few steps: checks the script works")
+    parser.add_argument("--out", type=Path, help="markdown file for the section (default RESULTS.md; --quick: a temp file)")
+    parser.add_argument("--steps", type=int, help=f"training steps per {unit} (default 1000)")
+    parser.add_argument("--seeds", type=int, help=f"seeds per {unit} (default 3)")
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes, 1 torch thread each (default 2)")
+    return parser
+
+
+def training_config(args: argparse.Namespace, quick: dict, full: dict, name: str,
+                    overrides: tuple[str, ...] = ("steps", "seeds")) -> dict:
+    """The run's settings (``quick`` or ``full``, then the options given), and ``args.out`` set:
+    RESULTS.md beside the scripts, or a temporary file named after ``name`` for ``--quick``."""
+    cfg = dict(quick if args.quick else full)
+    for option in overrides:
+        if getattr(args, option) is not None:
+            cfg[option] = getattr(args, option)
+    if args.out is None:
+        args.out = (Path(tempfile.gettempdir()) / f"{name}_quick.md" if args.quick
+                    else Path(__file__).resolve().parent / "RESULTS.md")
+    return cfg

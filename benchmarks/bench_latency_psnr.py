@@ -23,13 +23,10 @@ RESULTS.md's section is rewritten as each run finishes.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import statistics
 import tempfile
 import warnings
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -44,11 +41,10 @@ from fxprune.train import train_model
 from fxprune.verify import verify_sliced
 
 from bench_assl import SCALE, dense_model, mean_std, measure, train_config
-from bench_common import Clock, run_line, run_pool
+from bench_common import Clock, run_line, run_pool, training_config, training_parser
 from results_file import replace_section
 
 HEADING = "## Latency budget vs MAC budget: PSNR after equal fine-tuning (bench_latency_psnr.py)"
-HERE = Path(__file__).resolve().parent
 THREADS = 2
 FULL = dict(blocks=8, channels=64, pretrained=True, size=128, round_to=8, budgets=(0.25, 0.5, 0.75),
             steps=1000, seeds=3, batch=8, patch=24, lr=1e-3, lr_schedule="cosine")
@@ -222,19 +218,8 @@ class Section:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny untrained model, few steps: checks the script works")
-    parser.add_argument("--out", type=Path, help="markdown file for the section (default RESULTS.md; --quick: a temp file)")
-    parser.add_argument("--steps", type=int, help="fine-tuning steps per plan (default 1000)")
-    parser.add_argument("--seeds", type=int, help="seeds per plan (default 3)")
-    parser.add_argument("--jobs", type=int, default=2, help="fine-tuning worker processes, 1 torch thread each (default 2)")
-    args = parser.parse_args()
-    cfg: dict[str, Any] = dict(QUICK if args.quick else FULL)
-    for name in ("steps", "seeds"):
-        if getattr(args, name) is not None:
-            cfg[name] = getattr(args, name)
-    if args.out is None:
-        args.out = Path(tempfile.gettempdir()) / "bench_latency_psnr_quick.md" if args.quick else HERE / "RESULTS.md"
+    args = training_parser(__doc__.splitlines()[0], "plan").parse_args()
+    cfg = training_config(args, QUICK, FULL, "bench_latency_psnr")
     clock = Clock()
     plans = plan_pairs(cfg, clock)
     section = Section(args, cfg, plans, clock)

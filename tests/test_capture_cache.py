@@ -112,18 +112,22 @@ class _ReadsGlobal(nn.Module):
         return self.conv(x) + SHIFT
 
 
-def test_a_hit_that_computes_something_else_is_captured_again():
+def _captured_again_after_shifting(model: nn.Module, x: torch.Tensor) -> None:
+    """Change the global the forward reads; the next capture must compute what the model now does."""
     global SHIFT
-    x = torch.randn(1, 3, 8, 8)
-    model = _ReadsGlobal().eval()
-    SHIFT = 0.0
-    fxprune.trace(model, x)
     SHIFT = 1.0
     try:
         again = fxprune.trace(model, x)
         torch.testing.assert_close(again(x), model(x))
     finally:
         SHIFT = 0.0
+
+
+def test_a_hit_that_computes_something_else_is_captured_again():
+    x = torch.randn(1, 3, 8, 8)
+    model = _ReadsGlobal().eval()
+    fxprune.trace(model, x)
+    _captured_again_after_shifting(model, x)
 
 
 SEEN: list[tuple[int, ...]] = []  # input sizes the eager forward ran at
@@ -143,16 +147,10 @@ class _RecordsSizes(nn.Module):
 def test_a_hit_is_checked_on_a_crop_of_a_large_example():
     """Two forwards at the full example size cost more than a capture of a wide model: the check
     runs at 16×16, and still sees a forward that computes something else."""
-    global SHIFT
     x = torch.randn(2, 3, 40, 48)
     model = _RecordsSizes().eval()
     fxprune.trace(model, x)
     SEEN.clear()
     fxprune.trace(model, x)
     assert SEEN == [(2, 3, 16, 16)]
-    SHIFT = 1.0
-    try:
-        again = fxprune.trace(model, x)
-        torch.testing.assert_close(again(x), model(x))
-    finally:
-        SHIFT = 0.0
+    _captured_again_after_shifting(model, x)
