@@ -41,7 +41,7 @@ from fxprune.models import build
 from fxprune.train import TrainConfig, train_model
 from fxprune.weights import pretrained
 
-from bench_common import Clock, run_line, run_pool, training_config, training_parser
+from bench_common import Clock, run_jobs, run_line, training_config, training_parser
 from results_file import replace_section
 
 HEADING = "## ASSL ablation (bench_assl.py)"
@@ -238,9 +238,7 @@ def main() -> None:
         for ratio in args.ratios:
             for method in METHODS:
                 jobs.append({"cfg": cfg, "method": method, "ratio": ratio, "seed": seed})
-    print(f"{len(jobs)} runs of {cfg['steps']} steps on {args.jobs} worker(s); writing {args.out}", flush=True)
-    for run in run_pool(run_one, jobs, args.jobs):
-        results.add(run)
+    run_jobs(run_one, jobs, args, cfg["steps"], results.add)
     results.write()
     print(f"{HEADING}\n\n{results.section()}")
 

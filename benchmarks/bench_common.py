@@ -103,3 +103,11 @@ def training_config(args: argparse.Namespace, quick: dict, full: dict, name: str
         args.out = (Path(tempfile.gettempdir()) / f"{name}_quick.md" if args.quick
                     else Path(__file__).resolve().parent / "RESULTS.md")
     return cfg
+
+
+def run_jobs(work: Callable[[dict], Any], jobs: list[dict], args: argparse.Namespace, steps: int,
+             add: Callable[[Any], None]) -> None:
+    """Say what will run, then ``add`` every job's result as it finishes (``args.jobs`` workers)."""
+    print(f"{len(jobs)} runs of {steps} steps on {args.jobs} worker(s); writing {args.out}", flush=True)
+    for run in run_pool(work, jobs, args.jobs):
+        add(run)

@@ -41,7 +41,7 @@ from fxprune.train import train_model
 from fxprune.verify import verify_sliced
 
 from bench_assl import SCALE, dense_model, mean_std, measure, train_config
-from bench_common import Clock, run_line, run_pool, training_config, training_parser
+from bench_common import Clock, run_jobs, run_line, training_config, training_parser
 from results_file import replace_section
 
 HEADING = "## Latency budget vs MAC budget: PSNR after equal fine-tuning (bench_latency_psnr.py)"
@@ -228,9 +228,7 @@ def main() -> None:
     for seed in range(cfg["seeds"]):
         for p in plans:
             jobs.append({"cfg": cfg, "kind": p["kind"], "budget": p["budget"], "seed": seed, "keep": p["keep"]})
-    print(f"{len(jobs)} runs of {cfg['steps']} steps on {args.jobs} worker(s); writing {args.out}", flush=True)
-    for run in run_pool(finetune, jobs, args.jobs):
-        section.add(run)
+    run_jobs(finetune, jobs, args, cfg["steps"], section.add)
     section.write()
     print(f"{HEADING}\n\n{section.text()}")
 
