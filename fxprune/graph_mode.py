@@ -80,9 +80,10 @@ class _PerSampleCall:
 
 
 def fixed_batch(gm: nn.Module) -> int | None:
-    """The batch a graph was captured at when export had to fix it (None when it is dynamic)."""
+    """The batch a graph was captured at when export had to fix it and a multiple of it may run
+    slice by slice (None when the batch is dynamic, or when slices would not give the model's result)."""
     info = getattr(gm, "meta", {}).get("fxprune_capture")
-    if info is None or getattr(info, "dynamic_batch", True):
+    if info is None or getattr(info, "dynamic_batch", True) or not getattr(info, "slices_match", True):
         return None
     shapes = [s for s in info.input_shapes if len(s) == 4]
     return shapes[0][0] if shapes else None

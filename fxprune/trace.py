@@ -12,6 +12,7 @@ import gc
 import io
 import logging
 import warnings
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -23,7 +24,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from .errors import CaptureError
 from .fast_capture import capture_size_blind
-from .graph_mode import enable_train_eval
+from .graph_mode import enable_train_eval, fixed_batch
 from . import capture_cache
 from .opaque import record_io, replace_with_leaf
 from .shapes import STALE
@@ -41,6 +42,7 @@ class CaptureInfo:
     opaque: tuple[str, ...] = ()  # submodules captured as opaque leaves (channels fixed)
     dynamic_batch: bool = False  # the graph was checked to run at the example batch and another one
     path: str = "torch.export"  # or "size-blind" (fxprune.fast_capture: one static trace, exact at every size)
+    slices_match: bool = True  # with a fixed batch: a larger batch run slice by slice gives the model's result
 
 
 def as_inputs(example_inputs: Any) -> tuple[Any, ...]:
@@ -392,11 +394,10 @@ def _same_outputs(gm: fx.GraphModule, model: nn.Module, inputs: tuple[Any, ...])
     """A cache hit is used only if it computes what the model computes on the example input (the
     key cannot see everything a forward reads, e.g. module-level globals); buffers a train-mode
     forward updates are restored on both sides."""
-    saved = [(b, b.detach().clone()) for m in (gm, model) for b in m.buffers()]
     try:
-        with torch.no_grad():
-            expected = model(*(t.clone() if isinstance(t, torch.Tensor) else t for t in inputs))
-            got = gm(*(t.clone() if isinstance(t, torch.Tensor) else t for t in inputs))
+        with _buffers_kept(gm, model), torch.no_grad():
+            expected = model(*_cloned(inputs))
+            got = gm(*_cloned(inputs))
         pairs = list(zip(pytree.tree_leaves(expected), pytree.tree_leaves(got)))
         return len(pairs) == len(pytree.tree_leaves(expected)) and all(
             isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
@@ -404,10 +405,42 @@ def _same_outputs(gm: fx.GraphModule, model: nn.Module, inputs: tuple[Any, ...])
             for a, b in pairs)
     except Exception:  # noqa: BLE001 - any failure means: capture again
         return False
+
+
+def _cloned(inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(t.clone() if isinstance(t, torch.Tensor) else t for t in inputs)
+
+
+@contextlib.contextmanager
+def _buffers_kept(*modules: nn.Module) -> Iterator[None]:
+    """The modules' buffers as they were before (a train-mode forward updates batch-norm statistics)."""
+    saved = [(b, b.detach().clone()) for m in modules for b in m.buffers()]
+    try:
+        yield
     finally:
         with torch.no_grad():
             for buffer, value in saved:
                 buffer.copy_(value)
+
+
+def _slices_match(gm: fx.GraphModule, model: nn.Module, inputs: tuple[Any, ...]) -> bool:
+    """Whether a larger batch run one slice at a time gives the model's result.
+
+    A graph whose batch export had to fix runs larger batches slice by slice
+    (``graph_mode._PerSampleCall``). That is the model only when its samples are independent, so
+    the graph is compared with the model itself at twice the batch. True when the batch is not
+    fixed, or when the model itself does not run at that batch (nothing to compare with).
+    """
+    fixed = fixed_batch(gm)
+    if fixed is None:
+        return True
+    doubled = tuple(torch.cat([t, t.flip(-1)]) if _is_image(t) else t for t in inputs)
+    try:
+        with _buffers_kept(model), torch.no_grad():
+            model(*_cloned(doubled))
+    except Exception:  # noqa: BLE001 - the model itself does not run at that batch
+        return True
+    return _same_outputs(gm, model, doubled)
 
 
 def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True, opaque_fallback: bool = True) -> fx.GraphModule:
@@ -487,6 +520,16 @@ def _trace(model: nn.Module, inputs: tuple[Any, ...], dynamic_hw: bool, opaque_f
         tuple(tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor)), dynamic_hw, type(model).__name__, opaque,
         dynamic_batch, path,
     )
+    if not _slices_match(gm, model, inputs):
+        gm.meta["fxprune_capture"] = dataclasses.replace(gm.meta["fxprune_capture"], slices_match=False)
+        batch = gm.meta["fxprune_capture"].input_shapes[0][0]
+        warnings.warn(
+            f"fxprune: {type(model).__name__}'s forward turns the batch size into a Python number, so torch.export "
+            f"fixed the batch at {batch}, and its samples are not independent (run {batch} at a time, a batch of "
+            f"{2 * batch} differs from the model): the graph runs at batch {batch} only. To run other batches, keep "
+            "the batch size symbolic in the forward (x.shape[0] without int(), or reshape with -1)",
+            stacklevel=3,
+        )
     if not opaque:  # an opaque leaf calls the submodule of this capture's copy: never reuse it
         capture_cache.store(key, gm, model)
     return _keep_record(model, gm)

@@ -70,6 +70,31 @@ def test_window_reverse_at_batch_one():
     torch.testing.assert_close(copy_graph_module(gm).eval()(batch_of_three), model(batch_of_three))
 
 
+class BatchMean(nn.Module):
+    """Turns the batch into a Python int (export fixes it) and mixes the samples."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y - y.sum(0, keepdim=True) / int(x.shape[0])
+
+
+def test_a_fixed_batch_is_not_sliced_where_the_samples_are_not_independent():
+    """Slice by slice, each sample would be its own mean (all zeros): a wrong answer. The graph
+    runs at its captured batch only, with a warning at capture, and refuses another batch loudly."""
+    model, x = BatchMean().eval(), torch.randn(2, 3, 8, 8)
+    with pytest.warns(UserWarning, match="not independent"):
+        gm = fxprune.trace(model, x)
+    info = gm.meta["fxprune_capture"]
+    assert not info.dynamic_batch and not info.slices_match
+    torch.testing.assert_close(gm(x), model(x))
+    with pytest.raises(Exception):
+        gm(torch.randn(4, 3, 8, 8))
+
+
 def test_dynamic_batch_is_recorded_where_it_holds():
     gm = fxprune.trace(build("edsr", blocks=1, channels=8).eval(), torch.randn(1, 3, 8, 8))
     assert gm.meta["fxprune_capture"].dynamic_batch
