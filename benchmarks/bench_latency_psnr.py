@@ -138,6 +138,7 @@ class Section:
         self.runs: list[dict] = []
         self.date = datetime.date.today().isoformat()
         self.bicubic = bicubic_baseline(pairs_from(None, "test", task="sr", scale=SCALE), SCALE)
+        self.dense_widths = width_text(conv_widths(dense_model(cfg)), cfg["blocks"])
 
     def add(self, run: dict) -> None:
         self.runs.append(run)
@@ -158,7 +159,7 @@ class Section:
                  "|---|---|---|---|---|---|---|---|",
                  f"| — | bicubic | — | — | — | — | {self.bicubic['psnr']:.2f} | — |"]
         for d in (r for r in self.runs if r["kind"] == "dense"):
-            lines.append(f"| — | dense | 1 | 1 | {width_text(conv_widths(dense_model(self.cfg)), self.cfg['blocks'])} | "
+            lines.append(f"| — | dense | 1 | 1 | {self.dense_widths} | "
                          f"— | {d['psnr']:.2f} (not fine-tuned) | — |")
         for budget in self.cfg["budgets"]:
             for kind, label in KINDS.items():

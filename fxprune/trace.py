@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import gc
 import io
 import logging
 import warnings
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -398,13 +398,18 @@ def _same_outputs(gm: fx.GraphModule, model: nn.Module, inputs: tuple[Any, ...])
         with _buffers_kept(gm, model), torch.no_grad():
             expected = model(*_cloned(inputs))
             got = gm(*_cloned(inputs))
-        pairs = list(zip(pytree.tree_leaves(expected), pytree.tree_leaves(got)))
-        return len(pairs) == len(pytree.tree_leaves(expected)) and all(
-            isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
-            and torch.allclose(a, b, rtol=1e-4, atol=1e-5 * max(1.0, float(a.abs().max()) if a.numel() else 1.0))
-            for a, b in pairs)
+        return _all_close(expected, got)
     except Exception:  # noqa: BLE001 - any failure means: capture again
         return False
+
+
+def _all_close(expected: Any, got: Any) -> bool:
+    """The same output structure, shapes and values (to 1e-4 relative)."""
+    pairs = list(zip(pytree.tree_leaves(expected), pytree.tree_leaves(got)))
+    return len(pairs) == len(pytree.tree_leaves(expected)) and all(
+        isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+        and torch.allclose(a, b, rtol=1e-4, atol=1e-5 * max(1.0, float(a.abs().max()) if a.numel() else 1.0))
+        for a, b in pairs)
 
 
 def _cloned(inputs: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -424,23 +429,24 @@ def _buffers_kept(*modules: nn.Module) -> Iterator[None]:
 
 
 def _slices_match(gm: fx.GraphModule, model: nn.Module, inputs: tuple[Any, ...]) -> bool:
-    """Whether a larger batch run one slice at a time gives the model's result.
+    """Whether a graph whose batch export had to fix, run one slice at a time on a larger batch
+    (``graph_mode._PerSampleCall``), gives the model's result.
 
-    A graph whose batch export had to fix runs larger batches slice by slice
-    (``graph_mode._PerSampleCall``). That is the model only when its samples are independent, so
-    the graph is compared with the model itself at twice the batch. True when the batch is not
-    fixed, or when the model itself does not run at that batch (nothing to compare with).
+    That holds only when the model's samples are independent, so the graph is compared with the
+    model itself at twice the batch; True when the model itself does not run at that batch
+    (nothing to compare with).
     """
-    fixed = fixed_batch(gm)
-    if fixed is None:
-        return True
     doubled = tuple(torch.cat([t, t.flip(-1)]) if _is_image(t) else t for t in inputs)
     try:
         with _buffers_kept(model), torch.no_grad():
-            model(*_cloned(doubled))
+            expected = model(*_cloned(doubled))
     except Exception:  # noqa: BLE001 - the model itself does not run at that batch
         return True
-    return _same_outputs(gm, model, doubled)
+    try:
+        with _buffers_kept(gm), torch.no_grad():
+            return _all_close(expected, gm(*_cloned(doubled)))
+    except Exception:  # noqa: BLE001 - the graph fails where the model runs: slices do not stand for it
+        return False
 
 
 def trace(model: nn.Module, example_inputs: Any, *, dynamic_hw: bool = True, opaque_fallback: bool = True) -> fx.GraphModule:
@@ -520,9 +526,9 @@ def _trace(model: nn.Module, inputs: tuple[Any, ...], dynamic_hw: bool, opaque_f
         tuple(tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor)), dynamic_hw, type(model).__name__, opaque,
         dynamic_batch, path,
     )
-    if not _slices_match(gm, model, inputs):
+    batch = fixed_batch(gm)
+    if batch is not None and not _slices_match(gm, model, inputs):
         gm.meta["fxprune_capture"] = dataclasses.replace(gm.meta["fxprune_capture"], slices_match=False)
-        batch = gm.meta["fxprune_capture"].input_shapes[0][0]
         warnings.warn(
             f"fxprune: {type(model).__name__}'s forward turns the batch size into a Python number, so torch.export "
             f"fixed the batch at {batch}, and its samples are not independent (run {batch} at a time, a batch of "

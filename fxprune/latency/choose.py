@@ -168,32 +168,32 @@ def plan_for_latency(graph: ChannelGraph, spec: Spec, example_inputs: Any, *, th
         raise SpecError("latency", f"cannot reach {goal_ms / model.dense_ms:.3f} of the latency: the best plan found "
                         f"is predicted at {predicted / model.dense_ms:.3f}")
 
+    def corrected(timed: _Measured) -> float:
+        """The goal in predicted ms, scaled by how far the prediction was off at a timed plan."""
+        return spec.latency * timed.predicted / timed.fraction
+
     measured: list[_Measured] = []
+    predicted_reachable = True
     try:
         counts, keep, predicted = solve(spec.latency * model.dense_ms)
     except SpecError:
         if not measure_rounds:
             raise
-        # The prediction can overrate the smallest plan (per-conv timings miss a whole graph's cache
-        # reuse): time it before giving up, and correct the goal by what it measured.
-        floor = {**fixed, **{gid: options[-1] for gid, options in free.items()}}
-        floor_keep = plan_keep(graph, spec, counts=floor)
-        measured.append(_measure(graph, floor_keep, floor, model.predict(floor_keep), model, example_inputs))
-        if measured[0].fraction > spec.latency * (1 + MEASURED_TOLERANCE):   # as _closest accepts a plan
-            raise SpecError("latency", f"cannot reach {spec.latency:.3f} of the dense latency: with every group at "
-                            f"its smallest count the plan measures {measured[0].fraction:.3f} (predicted "
-                            f"{measured[0].predicted / model.dense_ms:.3f}); raise the target or lower round_to") from None
+        predicted_reachable = False  # the timed floor decides, outside this handler
+    if not predicted_reachable:
+        floor = _timed_floor(graph, spec, {**fixed, **{gid: options[-1] for gid, options in free.items()}}, model,
+                             example_inputs)
+        measured.append(floor)
         try:
-            counts, keep, predicted = solve(spec.latency * measured[0].predicted / measured[0].fraction)
+            counts, keep, predicted = solve(corrected(floor))
         except SpecError:
-            counts, keep, predicted = floor, floor_keep, measured[0].predicted
+            counts, keep, predicted = floor.counts, floor.keep, floor.predicted
     for _ in range(measure_rounds):
         measured.append(_measure(graph, keep, counts, predicted, model, example_inputs))
-        error = measured[-1].fraction / (predicted / model.dense_ms)   # how far the model was off at this plan
         if abs(measured[-1].fraction - spec.latency) <= MEASURED_TOLERANCE * spec.latency:
             break
         try:
-            counts, keep, predicted = solve(spec.latency / error * model.dense_ms)
+            counts, keep, predicted = solve(corrected(measured[-1]))
         except SpecError:
             break
         if any(m.counts == counts for m in measured):
@@ -218,6 +218,20 @@ def _measure(graph: ChannelGraph, keep: dict[int, np.ndarray], counts: dict[int,
              model: LatencyModel, example_inputs: Any) -> _Measured:
     dense_ms, plan_ms = measure_latencies([graph.gm, slice_channels(graph, keep)], example_inputs, model.threads)
     return _Measured(counts, keep, predicted, plan_ms / dense_ms)
+
+
+def _timed_floor(graph: ChannelGraph, spec: Spec, counts: dict[int, int], model: LatencyModel,
+                 example_inputs: Any) -> _Measured:
+    """The smallest plan, timed, for a target the prediction calls unreachable: the prediction can
+    overrate it (per-conv timings miss a whole graph's cache reuse). Raises SpecError when it
+    measures above the target beyond the tolerance (as :func:`_closest` accepts a plan)."""
+    keep = plan_keep(graph, spec, counts=counts)
+    floor = _measure(graph, keep, counts, model.predict(keep), model, example_inputs)
+    if floor.fraction > spec.latency * (1 + MEASURED_TOLERANCE):
+        raise SpecError("latency", f"cannot reach {spec.latency:.3f} of the dense latency: with every group at its "
+                        f"smallest count the plan measures {floor.fraction:.3f} (predicted "
+                        f"{floor.predicted / model.dense_ms:.3f}); raise the target or lower round_to")
+    return floor
 
 
 def _closest(measured: list[_Measured], target: float) -> _Measured:
