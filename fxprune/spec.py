@@ -12,6 +12,8 @@ override settings it owns and the validation of them, and ``Spec`` consults thos
 """
 from __future__ import annotations
 
+import difflib
+import functools
 import json
 import re
 import textwrap
@@ -94,6 +96,7 @@ class Spec:
     steps: int | None = None
     m: int = 16
     n: int | None = None
+    n_per_layer: str = "uniform"
     budget: float | None = None
     hardware: str | None = None
     rerank_every: int = 1000
@@ -170,10 +173,7 @@ class Spec:
     def from_dict(cls, data: Mapping[str, Any]) -> "Spec":
         if not isinstance(data, Mapping):
             raise SpecError("<root>", f"a spec must be a mapping, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise SpecError(unknown[0], f"unknown field; known fields: {', '.join(sorted(known))}", value=data[unknown[0]])
+        _check_field_names(data)
         return cls(**data)
 
     def to_yaml(self) -> str:
@@ -235,6 +235,37 @@ class Spec:
         """Override keys that match none of ``modules`` (qualified name -> class name)."""
         hit = {key for module, type_name in modules.items() for key, _ in self._matching(module, type_name)}
         return [key for key in self.overrides if key not in hit]
+
+
+def _check_field_names(given: Mapping[str, Any]) -> None:
+    """A :class:`SpecError` for the first name in ``given`` that is not a Spec field, naming the
+    closest field (a typo would otherwise be a bare ``TypeError`` from the constructor).
+
+    >>> _check_field_names({"rato": 0.5})
+    Traceback (most recent call last):
+    ...
+    fxprune.errors.SpecError: spec field 'rato': unknown field; did you mean 'ratio'? (known fields: align, anneal_every, ...)
+    """
+    known = sorted(f.name for f in fields(Spec))
+    unknown = sorted(set(given) - set(known))
+    if not unknown:
+        return
+    name = unknown[0]
+    close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.5)
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    raise SpecError(str(name), f"unknown field; {guess}(known fields: {', '.join(known)})", value=given[name])
+
+
+def _init_checking_names(init: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(init)
+    def checked(self: Spec, *args: Any, **kwargs: Any) -> None:
+        _check_field_names(kwargs)
+        init(self, *args, **kwargs)
+
+    return checked
+
+
+Spec.__init__ = _init_checking_names(Spec.__init__)  # type: ignore[method-assign]
 
 
 def read_spec_file(path: str | Path) -> dict[str, Any]:
