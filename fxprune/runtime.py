@@ -256,6 +256,8 @@ class RouteStats:
 
 
 ROUTING_KEY = "fxprune.routing"
+ROUTED_INPUTS = ("image", "beta")  # the routed ONNX file's names (RoutedModel.onnx_names)
+ROUTED_OUTPUTS = ("restored", "route_map")
 
 
 def routing_metadata(session: Any) -> dict[str, Any] | None:
@@ -264,6 +266,17 @@ def routing_metadata(session: Any) -> dict[str, Any] | None:
 
     text = session.get_modelmeta().custom_metadata_map.get(ROUTING_KEY)
     return json.loads(text) if text else None
+
+
+def _routed_names(found: list[str], names: tuple[str, str], kind: str, path: Any) -> list[str]:
+    """The file's two routed ``kind`` in the order of ``names``; files from before the names existed
+    (``input``, ``input1`` / ``output``, ``output1``) are read by position."""
+    if set(names) <= set(found):
+        return list(names)
+    if len(found) == 2 and not set(found) & set(names):
+        return found
+    raise InferenceError(f"'{path}' has routed-model {kind} {found}; expected {list(names)}: export it again with "
+                         "`fxprune route` or fxprune.export_onnx(RoutedModel)", path=str(path))
 
 
 class RoutedSession:
@@ -284,12 +297,13 @@ class RoutedSession:
                                  "build one with `fxprune route` or fxprune.routing.RoutedModel", path=str(path))
         self.meta = meta
         self.routes: list[str] = list(meta["routes"])
-        self._names = [i.name for i in inputs]
+        self._names = _routed_names([i.name for i in inputs], ROUTED_INPUTS, "inputs", path)
+        self._outputs = _routed_names([o.name for o in self.session.get_outputs()], ROUTED_OUTPUTS, "outputs", path)
 
     def _run(self, batch: np.ndarray, beta: float, maps: list[np.ndarray]) -> np.ndarray:
         feeds = {self._names[0]: batch, self._names[1]: np.asarray(beta, dtype=np.float32)}
         try:
-            out, route_map = self.session.run(None, feeds)
+            out, route_map = self.session.run(self._outputs, feeds)
         except Exception as error:  # noqa: BLE001 - ORT raises its own exception types
             raise InferenceError(f"ONNX Runtime failed on an input of shape {batch.shape}: {_first_line(error)}",
                 input_shape=tuple(batch.shape)) \

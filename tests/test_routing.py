@@ -98,10 +98,13 @@ def test_onnx_runtime_equals_reference(routed, onnx_file):
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image", "beta"]
+    assert [o.name for o in session.get_outputs()] == ["restored", "route_map"]
     used = set()
     for shape, beta in CASES:
         image = mixed_image(*shape, seed=len(used))
-        out, route_map = session.run(None, {"input": image.numpy(), "input1": np.array(beta, np.float32)})
+        out, route_map = session.run(["restored", "route_map"], {"image": image.numpy(),
+                                                                 "beta": np.array(beta, np.float32)})
         expected, expected_map = route_reference(routed, image, beta)
         torch.testing.assert_close(torch.from_numpy(out), expected, atol=1e-4, rtol=0)
         assert np.array_equal(route_map, expected_map.numpy()), (shape, beta)
@@ -169,6 +172,32 @@ def test_routing_errors(routes):
     with pytest.raises(RoutingError, match="one log error per route"):
         RoutedModel(variants, ErrorEstimator(2), patch=8, context=4)
 
+
+
+class OldNames(torch.nn.Module):
+    """A routed model exported as before the names: inputs ``input``/``input1``, outputs ``output``/``output1``."""
+
+    def __init__(self, routed):
+        super().__init__()
+        self.routed = routed
+
+    def forward(self, image, beta):
+        return self.routed(image, beta)
+
+    def onnx_metadata(self):
+        return self.routed.onnx_metadata()
+
+
+def test_routed_session_reads_files_with_the_old_names(routed, onnx_file, tmp_path):
+    old = fxprune.export_onnx(OldNames(routed), tmp_path / "old.onnx", (torch.rand(1, 3, 35, 37), torch.tensor(0.5)),
+                              opset=18, check=False).path
+    import onnxruntime as ort
+
+    assert [i.name for i in ort.InferenceSession(str(old)).get_inputs()] == ["input", "input1"]
+    image = (mixed_image(1, 30, 41)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    expected, expected_stats = RoutedSession(onnx_file, threads=1).run(image, beta=0.1)
+    out, stats = RoutedSession(old, threads=1).run(image, beta=0.1)
+    assert np.abs(out.astype(int) - expected).max() <= 1 and np.array_equal(stats.route_map, expected_stats.route_map)
 
 
 def test_routed_session_refuses_a_plain_model(routes, tmp_path):

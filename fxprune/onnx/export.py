@@ -117,6 +117,13 @@ def _names(prefix: str, count: int) -> list[str]:
     return [prefix if i == 0 else f"{prefix}{i}" for i in range(count)]
 
 
+def _io_names(model: nn.Module, kind: str, count: int) -> list[str]:
+    """The model's own ONNX names (``onnx_names()["input"/"output"]``, e.g. a routed model's ``image, beta``), else ``_names``."""
+    declared = getattr(model, "onnx_names", None)
+    names = list(declared().get(kind) or ()) if callable(declared) else []
+    return names if len(names) == count else _names(kind, count)
+
+
 def _placeholder_dims(model: nn.Module) -> list[tuple[bool, ...]] | None:
     """For a GraphModule captured by torch.export: which dims of each input are symbolic."""
     if not isinstance(model, fx.GraphModule):
@@ -173,14 +180,15 @@ def _dynamo_export(job: _Attempt) -> None:
                                  dim=torch.export.Dim.DYNAMIC)
         torch.onnx.export(
             program, (), str(job.path), dynamo=True, opset_version=job.opset, external_data=job.external,
-            input_names=_names("input", len(inputs)), output_names=_names("output", len(job.outputs)),
+            input_names=_io_names(job.model, "input", len(inputs)),
+            output_names=_io_names(job.model, "output", len(job.outputs)),
         )
     finish_file(job.path, inputs, job.opset, job.external)
 
 
 def _torchscript_export(job: _Attempt) -> None:
     inputs, outputs, dynamic_hw, batch_dynamic = job.inputs, job.outputs, job.dynamic_hw, job.batch_dynamic
-    input_names, output_names = _names("input", len(inputs)), _names("output", len(outputs))
+    input_names, output_names = _io_names(job.model, "input", len(inputs)), _io_names(job.model, "output", len(outputs))
     axes: dict[str, dict[int, str]] = {}
     for k, (name, t) in enumerate(zip(input_names, inputs)):
         if t.dim() == 4:
@@ -219,7 +227,8 @@ def export_onnx(
 
     ``model`` is a plain ``nn.Module`` (exported in eval mode; its flags are restored) or a
     GraphModule from :func:`fxprune.trace` / ``slice_channels``. The input is named ``input``
-    (``input1``, ... for more inputs) and the output ``output``. With ``dynamic_hw`` the height
+    (``input1``, ... for more inputs) and the output ``output``, unless the model names them with an
+    ``onnx_names()`` method returning ``{"input": [...], "output": [...]}``. With ``dynamic_hw`` the height
     and width of 4-D inputs are dynamic, and so is the batch for plain modules (a GraphModule
     from torch.export keeps the batch it was captured with). The dynamo exporter is tried first,
     the TorchScript exporter is the fallback (a warning says why); ``report.exporter`` says which

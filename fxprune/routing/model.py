@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..runtime import ROUTED_INPUTS, ROUTED_OUTPUTS
 from ..tiling import Tile, axis_geometry, tile_windows
 from .variants import RoutingError, Variant, check_window
 from .windows import choose_routes, gather_windows, stitch_windows
@@ -94,6 +95,10 @@ class RoutedModel(nn.Module):
         device = self.costs.device
         other.estimator_cost = _count(estimator, self.tile, self.routes_channels, device)
         return other
+
+    def onnx_names(self) -> dict[str, list[str]]:
+        """The ONNX file's input and output names (read by :func:`fxprune.export_onnx`)."""
+        return {"input": list(ROUTED_INPUTS), "output": list(ROUTED_OUTPUTS)}
 
     def onnx_metadata(self) -> dict[str, str]:
         """What :class:`fxprune.runtime.RoutedSession` needs to report statistics, as ONNX metadata."""
