@@ -2,11 +2,15 @@
 mean-|Laplacian| lookup of ARM; both map ``[N, C, T, T]`` windows to ``[N, K]`` predicted log MSE."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ErrorEstimator", "LaplacianEstimator", "laplacian_energy"]
+from .variants import RoutingError
+
+__all__ = ["ErrorEstimator", "LaplacianEstimator", "PickedEstimator", "laplacian_energy"]
 
 EDGE_FLOOR = 1e-4  # flat windows: log of the edge score stays finite
 
@@ -86,3 +90,32 @@ class LaplacianEstimator(nn.Module):
             log_errors[index == b].mean(dim=0) if (index == b).any() else log_errors.mean(dim=0) for b in range(bins)
         ])
         return cls(edges, table)
+
+
+class PickedEstimator(nn.Module):
+    """Column ``k`` (route ``k``'s prediction) taken from ``estimators[pick[k]]``: the better estimator per route.
+
+    Every estimator runs on every window (its MACs count); the pick is a constant of the graph.
+
+    >>> a = LaplacianEstimator(torch.tensor([0.5]), torch.tensor([[1.0, 2.0], [1.0, 2.0]]))
+    >>> b = LaplacianEstimator(torch.tensor([0.5]), torch.tensor([[7.0, 8.0], [7.0, 8.0]]))
+    >>> PickedEstimator([a, b], [1, 0])(torch.ones(1, 3, 8, 8)).tolist()
+    [[7.0, 2.0]]
+    """
+
+    def __init__(self, estimators: Sequence[nn.Module], pick: Sequence[int]) -> None:
+        super().__init__()
+        pick = [int(k) for k in pick]
+        if not estimators or not pick or any(not 0 <= k < len(estimators) for k in pick):
+            raise RoutingError(f"PickedEstimator: pick {pick} must name one of the {len(estimators)} estimators "
+                               "(0-based) for each route")
+        self.estimators = nn.ModuleList(estimators)
+        self.pick = list(pick)
+        self.register_buffer("index", torch.tensor(pick, dtype=torch.int64).reshape(1, 1, -1))
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        stack = torch.stack([e(windows) for e in self.estimators])
+        if stack.shape[2] != self.index.shape[2]:
+            raise RoutingError(f"PickedEstimator: the estimators predict {stack.shape[2]} routes, pick names "
+                               f"{self.index.shape[2]}")
+        return stack.gather(0, self.index.expand(1, stack.shape[1], -1))[0]

@@ -4,14 +4,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import math
+
 import torch
 from torch import nn
 
 from ..tiling import axis_geometry, tile_windows
+from .estimator import LaplacianEstimator, PickedEstimator
 from .model import RoutedModel, _count, routed_macs
 from .windows import choose_routes, gather_windows, stitch_windows
 
-__all__ = ["route_outputs", "oracle_log_errors", "compose", "SweepRow", "sweep"]
+__all__ = ["route_outputs", "oracle_log_errors", "compose", "SweepRow", "sweep", "pooled_psnr", "window_errors",
+           "pick_estimator"]
 
 
 @torch.no_grad()
@@ -128,3 +132,55 @@ def sweep(routed: RoutedModel, pairs: Sequence[tuple[torch.Tensor, torch.Tensor]
         result.append(SweepRow(method, beta, sum(entry["psnr"]) / len(entry["psnr"]), entry["macs"] / entry["pixels"],
                                {n: c / total for n, c in zip(routed.names, entry["counts"])}, entry["psnr"]))
     return result
+
+
+def pooled_psnr(psnrs: Sequence[float], pixels: Sequence[int]) -> float:
+    """The PSNR of the MSE pooled over all pixels of several images, from each image's PSNR and pixel count
+    (a large image weighs by its size, a low-error image does not dominate as a mean of dB would).
+
+    >>> round(pooled_psnr([20.0, 40.0], [1, 1]), 3)
+    22.967
+    >>> pooled_psnr([math.inf, math.inf], [4, 9])
+    inf
+    """
+    if len(psnrs) != len(pixels) or not psnrs:
+        raise ValueError(f"pooled_psnr needs one pixel count per PSNR, got {len(psnrs)} PSNRs and {len(pixels)} counts")
+    total = sum(pixels)
+    mse = sum(0.0 if math.isinf(p) else 10 ** (-p / 10) * n for p, n in zip(psnrs, pixels)) / total
+    return math.inf if mse == 0 else -10 * math.log10(mse)
+
+
+@torch.no_grad()
+def window_errors(routed: RoutedModel, pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every window of every ``(lr, hr)`` pair, ``[N, C, T, T]``, and each route's true log MSE on its core, ``[N, K]``."""
+    device = routed.costs.device
+    windows, errors = [], []
+    for lr, hr in pairs:
+        lr, hr = lr[None].to(device), hr[None].to(device)
+        rows = axis_geometry(lr.shape[2], routed.patch, routed.context, routed.scale, device)
+        cols = axis_geometry(lr.shape[3], routed.patch, routed.context, routed.scale, device)
+        windows.append(gather_windows(lr, rows, cols, routed.tile))
+        errors.append(oracle_log_errors(routed, lr, hr).reshape(-1, len(routed.routes)))
+    return torch.cat(windows), torch.cat(errors)
+
+
+@torch.no_grad()
+def pick_estimator(cnn: nn.Module, windows: torch.Tensor, log_errors: torch.Tensor,
+                   bins: int = 16) -> tuple[PickedEstimator, list[float], list[float]]:
+    """Per route, the better ranker of ``cnn`` and a :class:`LaplacianEstimator` on validation windows.
+
+    The lookup is fitted on the even windows and both are compared by Spearman ρ on the odd ones
+    (so the lookup is not judged on its own table); the returned estimator holds the lookup refitted
+    on all windows. Returns ``(estimator, cnn ρ per route, lookup ρ per route)``.
+    """
+    from .training import spearman
+
+    if windows.shape[0] < 4:
+        raise ValueError(f"pick_estimator needs at least 4 validation windows, got {windows.shape[0]}")
+    half = LaplacianEstimator.fit(windows[0::2], log_errors[0::2], bins=bins).to(windows.device)
+    odd, actual = windows[1::2], log_errors[1::2]
+    cnn_rho = spearman(torch.cat([cnn(odd[i:i + 256]) for i in range(0, odd.shape[0], 256)]), actual)
+    lookup_rho = spearman(half(odd), actual)
+    pick = [1 if not c >= l else 0 for c, l in zip(cnn_rho, lookup_rho)]
+    lookup = LaplacianEstimator.fit(windows, log_errors, bins=bins).to(windows.device)
+    return PickedEstimator([cnn, lookup], pick), cnn_rho, lookup_rho
