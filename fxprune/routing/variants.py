@@ -10,7 +10,7 @@ from torch import nn
 from ..errors import FxpruneError
 from .bicubic import BicubicConv, IdentityRoute
 
-__all__ = ["RoutingError", "Variant", "build_variants", "check_window"]
+__all__ = ["RoutingError", "Variant", "build_variants", "check_prunes", "check_window"]
 
 FALLBACKS = ("bicubic", "identity")
 
@@ -47,10 +47,13 @@ def build_variants(
     ``specs`` is a list of :class:`fxprune.Spec` / dicts (named ``method-ratio``) or a mapping
     name -> spec. ``fallback`` is ``"bicubic"`` (SR, scale 2, 3, 4 ...: bicubic upscaling as a
     grouped conv), ``"identity"`` (restoration tasks, scale 1) or ``None``; it is the last route.
+    A spec that asks to prune but removes no channel (:func:`check_prunes`) raises
+    :class:`RoutingError` before anything is compressed.
 
     >>> import torch, fxprune
     >>> from fxprune.models import build
-    >>> vs = build_variants(build("edsr", blocks=1, channels=16), [fxprune.Spec(ratio=0.5)], torch.rand(1, 3, 16, 16))
+    >>> vs = build_variants(build("edsr", blocks=1, channels=16), [fxprune.Spec(ratio=0.5, round_to=8)],
+    ...                     torch.rand(1, 3, 16, 16))
     >>> [v.name for v in vs]
     ['l1-0.5', 'bicubic']
     """
@@ -72,9 +75,10 @@ def build_variants(
     if len(set(names)) != len(names) or (fallback is not None and fallback in names):
         raise RoutingError(f"route names must be unique (fallback {fallback!r} included), got {names}; "
                            "pass a mapping name -> spec to name them")
+    named = [(name, as_spec(spec)) for name, spec in named]
+    check_prunes(model, named, example_inputs)  # before any variant is compressed or fine-tuned
     variants = []
     for name, spec in named:
-        spec = as_spec(spec)
         small = compress(model, spec, example_inputs, train=train)
         variants.append(Variant(name, small, {k: v for k, v in vars(spec).items() if v is not None}))
     if fallback is not None:
@@ -91,6 +95,46 @@ def build_variants(
                                    "fallback='bicubic' for super-resolution models")
             variants.append(Variant("identity", IdentityRoute()))
     return variants
+
+
+def _asks_to_prune(spec: Any) -> bool:
+    """False for a spec that keeps everything on purpose (``ratio=0`` and no MAC budget nor overrides: a dense route)."""
+    return spec.macs is not None or spec.latency is not None or bool(spec.overrides) or spec.ratio > 0
+
+
+def check_prunes(model: nn.Module, named: Sequence[tuple[str, Any]], example_inputs: Any) -> None:
+    """Refuse a channel-pruning variant whose plan removes no channel: the route would be the dense model.
+
+    With small layers ``round_to`` rounds every kept count back up (16-channel layers, the default
+    ``round_to=16``, ratios 0.25 and 0.5), so such a variant costs as much as the dense model and
+    fine-tuning it is wasted time. The plan is what :func:`fxprune.compress` would choose (the MAC
+    budget's ratio included); the error names the variant, each group's width and the ``round_to``
+    that would prune it. A spec with ``ratio=0`` and nothing else is a deliberate dense route.
+    Latency budgets (planned by timing) and N:M methods are not checked here.
+
+    >>> import torch, fxprune
+    >>> from fxprune.models import build
+    >>> check_prunes(build("edsr", blocks=1, channels=16), [("l1-0.5", fxprune.Spec(ratio=0.5))],
+    ...              torch.rand(1, 3, 8, 8))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    fxprune.routing.variants.RoutingError: variant 'l1-0.5' prunes nothing ...group 0 (16 units: ...): round_to=16 ...
+    """
+    from ..analysis import analyze
+    from ..budget import ratio_for_macs
+    from ..methods import get_method
+    from ..selection import explain_no_pruning, plan_keep
+
+    graph = None
+    for name, spec in named:
+        if get_method(spec.method).family != "channel" or spec.latency is not None or not _asks_to_prune(spec):
+            continue
+        graph = graph if graph is not None else analyze(model, example_inputs)
+        ratio = ratio_for_macs(graph, spec, example_inputs) if spec.macs is not None else None
+        if not plan_keep(graph, spec, ratio=ratio):
+            reasons = "; ".join(explain_no_pruning(graph, spec, ratio))
+            raise RoutingError(f"variant '{name}' prunes nothing (it would cost as much as the dense model): "
+                               f"{reasons}. Lower round_to or ask for more (a larger ratio, a smaller macs) in that variant's spec")
 
 
 def _example(example_inputs: Any) -> torch.Tensor:
