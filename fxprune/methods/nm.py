@@ -1,8 +1,12 @@
 """One-shot magnitude N:M: keep the N largest of every group of M, then optionally fine-tune.
 
 ``Spec(method="nm", n=2, m=4)`` keeps 2 of every 4; ``Spec(method="nm", budget=0.25, m=16)``
-takes the largest uniform N whose MACs fit the budget. With ``steps`` (or a training config) the
-masked model is fine-tuned under the frozen mask; ``hardware="2:4"`` keeps only 2:4-valid patterns.
+takes the largest uniform N whose MACs fit the budget; with ``n_per_layer="magnitude"`` N is chosen
+per layer (:func:`~fxprune.methods.nm_alloc.allocate_n`: the units with the least squared magnitude
+per MAC go first) so the MACs land on the budget up to one layer's unit, which matches the cost of
+another model (e.g. an SLS result) instead of staying below it. With ``steps`` (or a training
+config) the masked model is fine-tuned under the frozen mask; ``hardware="2:4"`` keeps only
+2:4-valid patterns.
 
 >>> import torch, fxprune
 >>> from fxprune.models import build
@@ -21,7 +25,11 @@ from torch import nn
 from ..errors import SpecError
 from ..spec import Spec, check_count
 from .base import Method, register_method
+from ..spec import check_choice
+from .nm_alloc import LayerUnits, allocate_n, unit_losses
 from .nm_core import NM_FIELDS, NMPrunerBase, build, check_nm_fields
+
+N_PER_LAYER = ("uniform", "magnitude")
 
 
 class NMPruner(NMPrunerBase):
@@ -29,7 +37,7 @@ class NMPruner(NMPrunerBase):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.freeze(self.uniform_n())
+        self.freeze(self.magnitude_n() if self.spec.n_per_layer == "magnitude" else self.uniform_n())
 
     def uniform_n(self) -> dict[str, int]:
         """``spec.n`` everywhere, or the largest uniform N within ``spec.budget`` (per-layer overrides win)."""
@@ -42,6 +50,16 @@ class NMPruner(NMPrunerBase):
             if self.macs(at(n)) <= self.spec.budget * self.dense_macs:
                 return at(n)
         raise SpecError("budget", f"{self.spec.budget} is out of reach even at N=1")  # prepare checked already
+
+    def magnitude_n(self) -> dict[str, int]:
+        """N per layer whose MACs land on ``spec.budget`` up to one layer's unit (per-layer ``n``
+        overrides stay fixed), dropping the units of least squared magnitude per MAC first."""
+        layers = {}
+        for p, site in self.sites.items():
+            mask = self.masks[p]
+            layers[p] = LayerUnits(site.macs, site.m, unit_losses(self.model.get_parameter(p), mask),
+                                   floor=site.n or 1, cap=site.n or mask.n_max)
+        return allocate_n(layers, self.spec.budget * self.dense_macs, other_macs=self.dense_macs - self._fixed)
 
     @property
     def phase(self) -> str:
@@ -80,6 +98,10 @@ def validate_nm(spec: Spec) -> None:
     fxprune.errors.SpecError: spec field 'n': must be at most 2 for m=4 in 2:4 mode, got 3
     """
     check_nm_fields(spec)
+    check_choice("n_per_layer", spec.n_per_layer, N_PER_LAYER, "choice of N per layer")
+    if spec.n_per_layer == "magnitude" and spec.budget is None:
+        raise SpecError("n_per_layer", "'magnitude' chooses N per layer to meet a MAC budget: set budget= "
+                        "(e.g. budget=0.112), not n=", value=spec.n_per_layer)
     if (spec.n is None) == (spec.budget is None):
         raise SpecError("n", "method 'nm' needs exactly one of n= (e.g. n=2, m=4) or budget=", value=spec.n)
     if spec.n is not None:
@@ -92,4 +114,4 @@ def validate_nm(spec: Spec) -> None:
 
 NM = register_method(Method("nm", trains=False, prepare=prepare_nm,
                             summary="one-shot magnitude N:M (optionally fine-tuned under the frozen mask)",
-                            owns=(*NM_FIELDS, "n"), own_overrides=("m", "n"), validate=validate_nm))
+                            owns=(*NM_FIELDS, "n", "n_per_layer"), own_overrides=("m", "n"), validate=validate_nm))

@@ -35,6 +35,9 @@ read the model input or write its output stay dense unless an override names the
 take ``m`` (``sls``) or ``m`` and ``n`` (``nm``).
     m: the group size M (16).
     n: ``nm`` only: keep the ``n`` largest of every group (1 ≤ n < m).
+    n_per_layer: ``nm`` with ``budget``: ``"uniform"`` (the largest uniform N within the
+        budget) or ``"magnitude"`` (N per layer, the units of least squared magnitude per MAC
+        dropped first, so the MACs land on the budget up to one layer's unit).
     budget: keep at most this fraction of the dense MACs (0 < budget ≤ 1). ``sls`` needs it;
         ``nm`` takes ``n`` or ``budget`` (then the largest uniform N that fits). ``macs`` is
         an alias.
