@@ -22,6 +22,8 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from .graph_mode import copy_graph_module
+
 _MAX_ENTRIES = 8
 _ENTRIES: OrderedDict[Hashable, fx.GraphModule] = OrderedDict()
 # Attributes every nn.Module has; what they hold is keyed separately (or makes the model uncacheable).
@@ -74,7 +76,7 @@ def lookup(key: Hashable | None, model: nn.Module) -> fx.GraphModule | None:
             return None  # cannot bind this weight: capture afresh
         value = (source if source is not None else stored).detach().clone()
         memo[id(stored)] = nn.Parameter(value, requires_grad=stored.requires_grad) if isinstance(stored, nn.Parameter) else value
-    return copy.deepcopy(cached, memo)
+    return copy_graph_module(cached, memo)
 
 
 def store(key: Hashable | None, gm: fx.GraphModule, model: nn.Module) -> None:
@@ -86,7 +88,7 @@ def store(key: Hashable | None, gm: fx.GraphModule, model: nn.Module) -> None:
         if _resolve(model, name) is not None:
             meta = tensor.detach().to("meta")
             memo[id(tensor)] = nn.Parameter(meta, requires_grad=tensor.requires_grad) if isinstance(tensor, nn.Parameter) else meta
-    _ENTRIES[key] = copy.deepcopy(gm, memo)
+    _ENTRIES[key] = copy_graph_module(gm, memo)
     while len(_ENTRIES) > _MAX_ENTRIES:
         _ENTRIES.popitem(last=False)
 

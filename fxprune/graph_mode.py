@@ -118,8 +118,14 @@ def enable_train_eval(gm: fx.GraphModule, mode: bool | None = None) -> fx.GraphM
     return gm
 
 
-def copy_graph_module(gm: fx.GraphModule) -> fx.GraphModule:
-    """A deep copy, without the pytree deprecation notice torch prints while copying exported graphs."""
+def copy_graph_module(gm: fx.GraphModule, memo: dict[int, Any] | None = None) -> fx.GraphModule:
+    """A deep copy of ``gm`` (``memo`` as for :func:`copy.deepcopy`: objects to use instead of copies).
+
+    Every deep copy of an exported graph goes through here: torch's ``Graph.__deepcopy__`` copies
+    the graph's pytree calling convention without the memo, which rebuilds its ``LeafSpec`` through
+    a constructor torch 2.13 deprecated, so each copy printed a ``FutureWarning`` the user cannot act
+    on. Only that message is silenced, and only around the copy.
+    """
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec.*")
-        return copy.deepcopy(gm)
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r"`isinstance\(treespec, LeafSpec\)`")
+        return copy.deepcopy(gm, {} if memo is None else memo)
