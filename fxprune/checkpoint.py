@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from .errors import CheckpointError, FxpruneError
+from .interrupt import exit_code
 
 FILE = "checkpoint.pt"
 FORMAT = "fxprune.train-checkpoint"
@@ -36,6 +37,7 @@ class TrainingInterrupted(FxpruneError):
 
     def __init__(self, signal_name: str, step: int, total: int, path: Path | None):
         self.step, self.total, self.path = step, total, path
+        self.signal_name, self.exit_code = signal_name, exit_code(signal_name)
         where = (f"checkpoint written to {path}; continue with TrainConfig(resume='{path.parent}') or "
                  f"`fxprune compress ... --resume {path.parent}`") if path else "no checkpoint_dir was set, nothing saved"
         super().__init__(f"training stopped by {signal_name} after step {step} of {total}; {where}")
@@ -78,6 +80,25 @@ def read_checkpoint(folder: str | Path) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise CheckpointError(f"the checkpoint {path} does not hold a training state", path=path)
     return payload
+
+
+def resume_folder(folder: str | Path, subfolder: str = "checkpoint") -> Path:
+    """The folder holding the checkpoint to resume from: ``folder`` itself, or ``folder/subfolder``
+    (so a command's output folder works as well as its checkpoint folder); CheckpointError naming
+    both places when neither holds ``checkpoint.pt``.
+
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp())
+    >>> _ = write_checkpoint(out / "checkpoint", {"step": 1})
+    >>> resume_folder(out) == resume_folder(out / "checkpoint") == out / "checkpoint"
+    True
+    """
+    folder = Path(folder)
+    for candidate in (folder, folder / subfolder):
+        if (candidate / FILE).is_file():
+            return candidate
+    raise CheckpointError(f"no checkpoint to resume from at {folder / FILE} or {folder / subfolder / FILE}",
+                          path=folder / FILE)
 
 
 class StopOnSignal:

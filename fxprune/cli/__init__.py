@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 import warnings
 from typing import Sequence
 
+from ..checkpoint import TrainingInterrupted
 from ..errors import FxpruneError
+from ..interrupt import Interrupted, Interrupts
 from .analyze import add_analyze_command, add_graph_command
-from .args import bad_number, load_model  # noqa: F401 - load_model: a public name here
+from .args import bad_number, load_model, resume_command  # noqa: F401 - load_model: a public name here
 from .compress import add_commands as add_compress_commands
 from .route import add_route_command
 from .runtime import add_export_command, add_infer_command
@@ -41,8 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _continue_line(stop: TrainingInterrupted, args: argparse.Namespace, argv: Sequence[str]) -> str:
+    """One line for a training run stopped by a signal: where its state is and the command that continues it."""
+    if stop.path is None:
+        return f"{stop.signal_name} at step {stop.step} of {stop.total}; no checkpoint folder was set, nothing was saved"
+    output = getattr(args, "output", None)
+    folder = output if output is not None and Path(output).resolve() in stop.path.resolve().parents else stop.path.parent
+    return (f"stopped by {stop.signal_name} at step {stop.step} of {stop.total}; training state saved to {stop.path}; "
+            f"continue with: {resume_command(argv, folder)}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one ``fxprune`` command; return its exit status (2 with a one-line message on a user error).
+    """Run one ``fxprune`` command; return its exit status (2 with a one-line message on a user error;
+    128 + the signal's number, i.e. 130 or 143, with one line on SIGINT/SIGTERM: a run stopped during
+    training saves its checkpoint and says how to continue, one stopped elsewhere says what it kept).
 
     >>> main(["analyze", "edsr", "--blocks", "0"])  # stderr: fxprune analyze: error: --blocks must be ...
     2
@@ -56,7 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fxprune {args.command}: error: {bad}", file=sys.stderr)
         return 2
     try:
-        return args.run(args)
+        with Interrupts(f"running fxprune {args.command}"):
+            return args.run(args)
+    except TrainingInterrupted as stop:
+        print(f"fxprune {args.command}: {_continue_line(stop, args, sys.argv[1:] if argv is None else argv)}",
+              file=sys.stderr)
+        return stop.exit_code
+    except Interrupted as stop:
+        print(f"fxprune {args.command}: {stop}", file=sys.stderr)
+        return stop.exit_code
     except (FxpruneError, ValueError, TypeError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"fxprune {args.command}: error: {first_line}", file=sys.stderr)

@@ -12,7 +12,9 @@ import importlib
 import json
 import math
 import os
-from typing import Any, Callable
+import shlex
+import sys
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -107,21 +109,55 @@ def load_saved(path: str, options: dict) -> nn.Module:
     return load(path)
 
 
-def load_model(spec: str, options: dict) -> nn.Module:
-    """Build a zoo model by name, or import ``package.module:Class`` and call it with ``options``,
-    or load a saved fxprune model file (``.pt2``, see :func:`fxprune.save`)."""
+def load_model(spec: str, options: dict, pretrained: bool = False) -> nn.Module:
+    """Build a zoo model by name (with its shipped trained weights when ``pretrained``), or import
+    ``package.module:Class`` and call it with ``options``, or load a saved fxprune model file
+    (``.pt2``, see :func:`fxprune.save`).
+
+    >>> load_model("edsr", {"blocks": 2}, pretrained=True)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    fxprune.weights.NoPretrainedWeightsError: no trained weights ship for edsr --blocks 2; shipped: edsr --blocks 4 ...
+    """
+    if pretrained and (is_saved_model(spec) or ":" in spec):
+        raise FxpruneError(f"--pretrained applies to zoo models only, not to '{spec}' (a "
+                           f"{'saved model file' if is_saved_model(spec) else 'class'}: it brings its own weights)")
     if is_saved_model(spec):
         return load_saved(spec, options)
     if ":" in spec:
-        module_name, _, attr = spec.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as error:
-            raise FxpruneError(f"cannot import '{spec}': {error}") from error
-        return factory(**options)
+        return import_factory(spec)(**options)
     from .. import models
 
+    if pretrained:
+        from ..weights import NoPretrainedWeightsError, file_for, pretrained as shipped
+
+        if spec not in models.names():
+            return models.build(spec)  # raises UnknownModelError listing the zoo
+        try:
+            file_for(spec, **options)
+        except NoPretrainedWeightsError:
+            given = " ".join(f"--{k} {v}" for k, v in options.items() if k in ("blocks", "channels", "scale"))
+            other = {k: v for k, v in options.items() if k not in ("blocks", "channels", "scale")}
+            given += f" --kwargs '{json.dumps(other)}'" if other else ""
+            raise NoPretrainedWeightsError(f"no trained weights ship for {spec} {given}".rstrip() + f"; shipped: "
+                                           f"{shipped_list()}; without --pretrained the model starts from a random "
+                                           "initialization (--seed)") from None
+        return shipped(spec, **options)
     return models.build(spec, **options)
+
+
+def import_factory(spec: str) -> Any:
+    """The object ``package.module:Class`` names. The current folder is searched first, as
+    ``python -m`` does (the ``fxprune`` script's own folder is what Python puts on the path)."""
+    module_name, _, attr = spec.partition(":")
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as error:
+        raise FxpruneError(f"cannot import '{spec}' (searched the current folder {here} and the installed "
+                           f"packages): {error}") from error
 
 
 def model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,15 +170,68 @@ def model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=int, help="zoo option: upscaling factor")
     parser.add_argument("--input-size", type=int, nargs=2, default=(32, 32), metavar=("H", "W"),
                         help="example input height and width used for capture (default 32 32)")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="zoo models: load the shipped trained weights (" + shipped_list() + ")")
+    parser.add_argument("--seed", type=int, help="seeds the model's random initialization and the "
+                        "example input (default 0), and training where the command trains")
 
 
-def build_from_args(args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor]:
+def shipped_list() -> str:
+    """The zoo configurations that have shipped trained weights, for help and messages.
+
+    >>> print(shipped_list())
+    edsr --blocks 4 --channels 32 --scale 2; edsr --blocks 8 --channels 64 --scale 2 --kwargs '{"upsampler": "light"}'
+    """
+    from ..weights import DEFAULTS, SHIPPED
+
+    flags = []
+    for name, config in SHIPPED.values():
+        extra = {k: v for k, v in config.items() if k not in ("blocks", "channels", "scale")
+                 and DEFAULTS.get(name, {}).get(k) != v}
+        text = f"{name} " + " ".join(f"--{k} {config[k]}" for k in ("blocks", "channels", "scale") if k in config)
+        flags.append(text + (f" --kwargs '{json.dumps(extra)}'" if extra else ""))
+    return "; ".join(flags)
+
+
+def build_from_args(args: argparse.Namespace, say_untrained: bool = True) -> tuple[nn.Module, torch.Tensor]:
+    """The MODEL and an example input from the parsed arguments.
+
+    ``--seed`` (default 0) seeds torch first, so a zoo model's random initialization and the
+    example input repeat from run to run. A zoo model built without ``--pretrained`` is untrained:
+    when ``say_untrained`` (commands whose results depend on the weights) one line on stdout says so.
+    """
     try:
         options = json.loads(args.kwargs)
     except json.JSONDecodeError as error:
         raise FxpruneError(f"--kwargs is not valid JSON: {error}") from error
+    if not isinstance(options, dict):
+        raise FxpruneError(f"--kwargs must be a JSON object of constructor arguments, got {args.kwargs}")
     for key in ("blocks", "channels", "scale"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
-    model = load_model(args.model, options).eval()
+    seed = getattr(args, "seed", None)
+    torch.manual_seed(0 if seed is None else seed)
+    pretrained = bool(getattr(args, "pretrained", False))
+    model = load_model(args.model, options, pretrained=pretrained).eval()
+    if say_untrained and not pretrained and not is_saved_model(args.model) and ":" not in args.model:
+        print(f"note: {args.model} is randomly initialized (seed {0 if seed is None else seed}), not trained; "
+              f"--pretrained loads shipped weights where they exist ({shipped_list()})")
     return model, torch.randn(1, 3, *args.input_size)
+
+
+def resume_command(argv: Sequence[str], folder: str | os.PathLike) -> str:
+    """The command that continues an interrupted run: ``argv`` without its ``--resume``, plus ``--resume folder``.
+
+    >>> resume_command(["compress", "edsr", "--resume", "old", "-o", "out dir", "--resume=x"], "out dir")
+    "fxprune compress edsr -o 'out dir' --resume 'out dir'"
+    """
+    kept: list[str] = []
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--resume":
+            skip = True
+        elif not word.startswith("--resume="):
+            kept.append(word)
+    return shlex.join(["fxprune", *kept, "--resume", os.fspath(folder)])

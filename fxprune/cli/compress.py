@@ -7,10 +7,11 @@ dense-vs-compressed table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -19,7 +20,9 @@ from ..analysis import analyze
 from ..api import compress
 from ..counting import count_macs, count_params, nm_layers
 from ..data import pairs_from
-from ..errors import FxpruneError, SpecError
+from ..checkpoint import FILE as CHECKPOINT_FILE, resume_folder
+from ..errors import CheckpointError, FxpruneError, SpecError
+from ..interrupt import Interrupts, Written
 from ..methods import method_for, registered_methods
 from ..nm_check import check_nm
 from ..metrics import bicubic_baseline, evaluate
@@ -34,6 +37,7 @@ from ..train import TrainConfig, train_model
 from ..viz import visualize
 from .args import build_from_args, model_arguments
 
+DENSE_CHECKPOINT = "checkpoint-dense"  # the demo's dense pretraining; its ASSL run uses OUT/checkpoint like compress
 SPEC_OVERRIDES = ("method", "ratio", "macs", "latency", "round_to", "steps", "budget", "m", "n")
 NM_SPEED_NOTE = ("N:M sparsity: ONNX Runtime on CPU has no N:M kernels, so the N:M zeros give no speed there "
                  "(any speed-up above comes from removed channels only); what CPU users gain is size "
@@ -156,39 +160,87 @@ def _needs_training(spec: Spec | list[Spec], args: argparse.Namespace, section: 
             or bool(getattr(args, "finetune_steps", None)))
 
 
+def kept_files(out: Path, checkpoints: list[Path]) -> Callable[[], str]:
+    """What an interrupted command leaves in ``out`` (for :class:`~fxprune.interrupt.Interrupts`):
+    the results and checkpoints this run wrote, and how to continue from a checkpoint."""
+    written = Written([*(folder / CHECKPOINT_FILE for folder in checkpoints),
+                       *(out / name for name in ("model.pt2", "model.onnx", "report.md"))])
+
+    def kept() -> str:
+        files = written()
+        if not files:
+            return "nothing was written; run the command again"
+        text = ", ".join(str(f) for f in files)
+        if any(f.name == CHECKPOINT_FILE for f in files):
+            text += f"; add --resume {out} to continue from the training checkpoint"
+        return text
+    return kept
+
+
 def cmd_compress(args: argparse.Namespace) -> int:
-    model, x = build_from_args(args)
-    spec, section = load_spec(args.spec, args)
-    if args.finetune_steps is not None:
-        section["steps"] = args.finetune_steps
-    if args.resume is not None:
-        section["resume"] = args.resume
-    if args.checkpoint_every is not None:
-        section["checkpoint_every"] = args.checkpoint_every
-        section.setdefault("checkpoint_dir", str(Path(args.output) / "checkpoint"))
-    train = train_config(section, args) if _needs_training(spec, args, section) else None
-    small = compress(model, spec, (x,), train=train)
-    scale = small(x).shape[-2] // x.shape[-2]
-    task = train.task if train else ("sr" if scale > 1 else "denoise")
-    pairs = None
-    if args.val_data or (train is not None and train.data is None):
-        pairs = pairs_from(args.val_data, "test", task=task, scale=scale)
-    finish(Path(args.output), args.model, model, small, x, pairs, shave=scale if task == "sr" else 0)
+    out = Path(args.output)
+    with Interrupts("building and capturing the model") as guard:
+        model, x = build_from_args(args)
+        spec, section = load_spec(args.spec, args)
+        if args.finetune_steps is not None:
+            section["steps"] = args.finetune_steps
+        if args.resume is not None:
+            section["resume"] = str(resume_folder(args.resume))
+        if args.checkpoint_every is not None:
+            section["checkpoint_every"] = args.checkpoint_every
+        # always set: SIGINT/SIGTERM during training then leaves a checkpoint, with no flag needed
+        section.setdefault("checkpoint_dir", str(out / "checkpoint"))
+        train = train_config(section, args) if _needs_training(spec, args, section) else None
+        kept = kept_files(out, [f for f in [train and train.checkpoint_folder()] if f is not None])
+        guard.now("compressing (analysis, pruning, conversion)", kept=kept)
+        small = compress(model, spec, (x,), train=train)
+        guard.now("exporting, measuring and reporting")
+        scale = small(x).shape[-2] // x.shape[-2]
+        task = train.task if train else ("sr" if scale > 1 else "denoise")
+        pairs = None
+        if args.val_data or (train is not None and train.data is None):
+            pairs = pairs_from(args.val_data, "test", task=task, scale=scale)
+        finish(out, args.model, model, small, x, pairs, shave=scale if task == "sr" else 0)
     return 0
+
+
+def demo_resume(folder: str | None, out: Path) -> tuple[str | None, str | None]:
+    """The demo's checkpoints to resume from (dense pretraining, ASSL), from ``--resume DIR``: each
+    phase that has a checkpoint there continues from it, the others run from their start."""
+    if folder is None:
+        return None, None
+    dense = Path(folder) / DENSE_CHECKPOINT
+    try:
+        assl: str | None = str(resume_folder(folder))
+    except CheckpointError:
+        if not (dense / CHECKPOINT_FILE).is_file():
+            raise
+        assl = None
+    return (str(dense) if (dense / CHECKPOINT_FILE).is_file() else None), assl
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Compress the shipped trained EDSR with ASSL on the bundled images, export and compare."""
+    out = Path(args.output)
+    checkpoints = [out / DENSE_CHECKPOINT, out / "checkpoint"]
+    with Interrupts("building the model", kept=kept_files(out, checkpoints)) as guard:
+        return _demo(args, out, checkpoints, guard)
+
+
+def _demo(args: argparse.Namespace, out: Path, checkpoints: list[Path], guard: Interrupts) -> int:
     from ..weights import NoPretrainedWeightsError, pretrained
 
+    resume_dense, resume_assl = demo_resume(args.resume, out)
     torch.manual_seed(args.seed)
-    out = Path(args.output)
     x = torch.rand(1, 3, 48, 48)
-    config = TrainConfig(steps=args.steps, batch_size=8, patch_size=32, lr=1e-3, seed=args.seed, progress=not args.quiet)
+    config = TrainConfig(steps=args.steps, batch_size=8, patch_size=32, lr=1e-3, seed=args.seed, progress=not args.quiet,
+                         checkpoint_dir=str(checkpoints[1]), resume=resume_assl)
     if args.pretrain_steps:
         model = build("edsr", blocks=args.blocks, channels=args.channels, scale=2)
         print(f"\n1/3 training the dense EDSR ({args.pretrain_steps} steps on the bundled images)")
-        train_model(model, config, args.pretrain_steps, scale=2, description="dense")
+        guard.now("training the dense model")
+        dense = dataclasses.replace(config, checkpoint_dir=str(checkpoints[0]), resume=resume_dense)
+        train_model(model, dense, args.pretrain_steps, scale=2, description="dense")
         origin = f"trained here for {args.pretrain_steps} steps"
     else:
         try:
@@ -198,13 +250,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         origin = "the shipped reference model (benchmarks/train_reference.py)"
         print(f"\n1/3 dense EDSR {args.blocks}x{args.channels}: {origin}")
     model.eval()
+    guard.now("analyzing the dense model")
     graph = analyze(model, (x,))
     print(graph.summary())
     out.mkdir(parents=True, exist_ok=True)
     visualize(graph, out / "coupled_dense.html", title="EDSR: coupled channel groups")
     print(f"\n2/3 compressing with ASSL (ratio {args.ratio}, {args.steps} steps)")
+    guard.now("compressing with ASSL")
     small = compress(model, Spec(method="assl", ratio=args.ratio, steps=args.steps), (x,), train=config)
     print("\n3/3 exporting, measuring and reporting")
+    guard.now("exporting, measuring and reporting")
     x_eval = torch.rand(1, 3, 128, 128)
     finish(out, "edsr (demo)", model, small, x_eval, pairs_from(None, "test", task="sr", scale=2), shave=2)
     print(f"(dense model: {origin}; the compressed one trained {args.steps} ASSL steps from it)")
@@ -224,7 +279,6 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr-schedule", choices=("constant", "cosine"),
                    help="constant (default) or cosine decay to 0 over the run")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
-    g.add_argument("--seed", type=int)
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
@@ -246,10 +300,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--n", type=int, help="method nm: keep the N largest of every group")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     _training_flags(p)
-    g = p.add_argument_group("crash-safe runs")
+    g = p.add_argument_group("crash-safe runs (Ctrl-C or SIGTERM during training writes OUT/checkpoint/ and exits 130/143)")
     g.add_argument("--checkpoint-every", type=int, metavar="N",
-                   help="write the training state to OUT/checkpoint/ every N steps and on SIGINT/SIGTERM")
-    g.add_argument("--resume", metavar="DIR", help="continue the run whose checkpoint.pt is in DIR (same model, spec, flags)")
+                   help="also write the training state to OUT/checkpoint/ every N steps (it is always written "
+                   "at the end and on SIGINT/SIGTERM)")
+    g.add_argument("--resume", metavar="DIR", help="continue an interrupted run: DIR is its output folder or the "
+                   "folder holding its checkpoint.pt (same model, spec and flags)")
     p.set_defaults(run=cmd_compress)
 
     p = sub.add_parser("demo", help="the whole pipeline on the shipped trained EDSR and the bundled images (~3 min on 2 cores)")
@@ -262,5 +318,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--steps", type=int, default=600, help="ASSL schedule steps (default 600)")
     p.add_argument("--ratio", type=float, default=0.5, help="fraction of channels ASSL removes (default 0.5)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", metavar="DIR", help="continue an interrupted demo from its output folder "
+                   "(Ctrl-C or SIGTERM writes the training state there and exits 130/143)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=cmd_demo)
