@@ -3,17 +3,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.fx as fx
 from torch import nn
 
 from .coupling import CouplingRegistry, registry as user_registry
 from .coupling.context import CouplingContext, flat_nodes, output_indices, target_name, tensor_inputs
 from .coupling.rules_elementwise import fix_everything
-from .errors import UnsupportedOpError
+from .errors import ExampleInputError, UnsupportedOpError
 from .graph import ChannelGraph
 from .solve import revise_choices, solve
 from .shapes import STALE
-from .trace import paused_gc, trace
+from .trace import as_inputs, paused_gc, trace
 
 _REGISTER_HINT = (
     "if the op keeps channels apart, teach fxprune with "
@@ -21,6 +22,80 @@ _REGISTER_HINT = (
     "for an elementwise op; until then its channels stay fixed"
 )
 _MAX_ROUNDS = 6
+
+
+class _Reached(Exception):
+    """Stops the probe forward at the first conv."""
+
+
+def _first_conv_input(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[str, nn.Module, torch.Size] | None:
+    """(name, module, input shape) of the first conv the forward reaches, running only the ops
+    before it; None when the forward fails first or reaches no conv module."""
+    seen: list[tuple[str, nn.Module, torch.Size]] = []
+
+    def hook(name: str):
+        def stop(module: nn.Module, args: tuple[Any, ...]) -> None:
+            if args and isinstance(args[0], torch.Tensor):
+                seen.append((name, module, args[0].shape))
+            raise _Reached
+
+        return stop
+
+    handles = [m.register_forward_pre_hook(hook(n)) for n, m in model.named_modules()
+               if isinstance(m, nn.modules.conv._ConvNd)]
+    if not handles:
+        return None
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    except _Reached:
+        pass
+    except Exception:  # the capture reports errors elsewhere in the forward with their context
+        return None
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen[0] if seen else None
+
+
+def check_example_inputs(model: nn.Module, example_inputs: Any) -> None:
+    """Raise :class:`~fxprune.errors.ExampleInputError` when the example cannot be what the model
+    takes: its first conv gets an input without a batch dim, or with other channels than the conv's.
+
+    Only the ops before that conv run. The expected shape scales the example's channels by what the
+    model does before the conv (e.g. a PixelUnshuffle in front of it).
+
+    >>> import torch
+    >>> from fxprune.models import build
+    >>> check_example_inputs(build("edsr", blocks=1, channels=8), torch.rand(1, 1, 16, 16))
+    Traceback (most recent call last):
+    ...
+    fxprune.errors.ExampleInputError: the example input has shape (1, 1, 16, 16), but the model's first conv 'head' takes 3 channels and gets 1: give an example of shape (1, 3, 16, 16)
+    """
+    inputs = as_inputs(example_inputs)
+    if isinstance(model, fx.GraphModule) or not isinstance(inputs[0], torch.Tensor):
+        return
+    reached = _first_conv_input(model, inputs)
+    if reached is None:
+        return
+    name, conv, got = reached
+    example = tuple(inputs[0].shape)
+    batched_rank = conv.weight.dim()
+    if len(got) == batched_rank - 1:
+        expected = (1, *example) if len(example) == len(got) else None
+        fix = f"add a batch dim: an example of shape {expected}" if expected else "add a batch dim"
+        raise ExampleInputError(
+            f"the example input has shape {example}, but the model's first conv {name!r} gets a "
+            f"{len(got)}-D tensor, which has no batch dim (it takes {batched_rank}-D: N, C, ...): {fix}",
+            shape=example, expected=expected, module=name)
+    if len(got) == batched_rank and got[1] != conv.in_channels:
+        expected = None
+        if len(example) > 1 and (conv.in_channels * example[1]) % got[1] == 0:
+            expected = (example[0], conv.in_channels * example[1] // got[1], *example[2:])
+        fix = f": give an example of shape {expected}" if expected else ""
+        raise ExampleInputError(
+            f"the example input has shape {example}, but the model's first conv {name!r} takes "
+            f"{conv.in_channels} channels and gets {got[1]}{fix}", shape=example, expected=expected, module=name)
 
 
 def _skipped(node: fx.Node) -> bool:
@@ -112,5 +187,6 @@ def analyze(
     else:
         if example_inputs is None:
             raise TypeError("analyze needs example_inputs to capture the model, e.g. (torch.randn(1, 3, 64, 64),)")
+        check_example_inputs(model, example_inputs)
         gm = trace(model, example_inputs, dynamic_hw=dynamic_hw)
     return build_channel_graph(gm, rules=rules, strict=strict)

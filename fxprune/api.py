@@ -8,6 +8,7 @@ from typing import Any, Mapping
 import torch.fx as fx
 from torch import nn
 
+from .analysis import check_example_inputs
 from .errors import SpecError
 from .methods import Method, Pruner, method_for
 from .record import check_prepared
@@ -43,6 +44,7 @@ def prepare(model: nn.Module, spec: Spec | Mapping[str, Any], example_inputs: An
     (True, torch.Size([8, 3, 3, 3]))
     """
     spec = as_spec(spec)
+    check_example_inputs(model, example_inputs)
     method = method_for(spec)
     if method.prepare is None:
         raise SpecError("method", f"prepare() sets up a training loop; {spec.method!r} is one-shot: use fxprune.compress",
@@ -77,6 +79,7 @@ def compress(
     >>> small.get_parameter("head.weight").shape
     torch.Size([16, 3, 3, 3])
     """
+    check_example_inputs(model, example_inputs)
     if isinstance(spec, (list, tuple)):
         return compress_stages(model, spec, example_inputs, train)
     spec = as_spec(spec)

@@ -98,6 +98,29 @@ class SpecError(FxpruneError, ValueError):
         super().__init__(f"spec field '{field}': {message}")
 
 
+class ExampleInputError(FxpruneError, ValueError):
+    """The example input does not fit the model: no batch dim, or not the channels its first conv takes.
+
+    ``shape``: the example's shape; ``expected``: the shape it should have (None where unknown);
+    ``module``: the first conv the example reaches.
+    """
+
+    fields = ("shape", "expected", "module")
+
+    def __init__(self, message: str, *, shape: tuple[int, ...] = (), expected: tuple[int, ...] | None = None,
+                 module: str | None = None):
+        self.shape = tuple(shape)
+        self.expected = None if expected is None else tuple(expected)
+        self.module = module
+        super().__init__(message)
+
+
+class RequestUndoneWarning(UserWarning):
+    """A pruning request that compress/prepare could not carry out for one group: rounding brought
+    it back to full width, an override leaves its layers as they were, or an op without a coupling
+    rule fixed its channels. Filter it with ``warnings.filterwarnings("ignore", category=...)``."""
+
+
 class StageError(FxpruneError):
     """A stage got a model that did not come from the stage before it.
 

@@ -189,7 +189,7 @@ def test_every_error_pickles_with_its_fields(error):
 def test_every_error_class_declares_its_fields():
     """Each class of fxprune.errors names its structured fields, and a bare message still works."""
     classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.FxpruneError)]
-    assert len(classes) == 9
+    assert len(classes) == 10
     for cls in classes:
         assert cls is errors.FxpruneError or cls.fields, cls.__name__
     assert fxprune.CheckpointError("bare").details() == {"path": None}
