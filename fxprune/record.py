@@ -60,6 +60,7 @@ class StageRecord(Mapping):
     latency: dict[str, Any] | None = None  # the latency plan (Spec.latency)
     train: dict[str, Any] | None = None  # the built-in loop's log
     cost: StageCost | None = None  # measured by compress for every stage of a list of specs
+    source: dict[str, Any] | None = None  # the checkpoint file it came from (fxprune.checkpoint_files.CheckpointInfo)
     history: list[StageRecord] = field(default_factory=list)  # earlier stages, oldest first
     extra: dict[str, Any] = field(default_factory=dict)  # keys of a newer fxprune's file, kept as read
 
@@ -124,6 +125,8 @@ class StageRecord(Mapping):
         """This record with ``earlier`` (and its history) as its history; returns self."""
         if earlier is not None:
             self.history = [*earlier.history, dataclasses.replace(earlier, history=[])]
+            if self.source is None:
+                self.source = earlier.source
         return self
 
     # ------------------------------------------------------------------ JSON

@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from ..checkpoint_files import checkpoint_info, is_checkpoint_file, load_checkpoint
 from ..errors import FxpruneError
 
 Rule = Callable[[Any], bool]
@@ -122,6 +123,11 @@ def load_model(spec: str, options: dict, pretrained: bool = False) -> nn.Module:
     if pretrained and (is_saved_model(spec) or ":" in spec):
         raise FxpruneError(f"--pretrained applies to zoo models only, not to '{spec}' (a "
                            f"{'saved model file' if is_saved_model(spec) else 'class'}: it brings its own weights)")
+    if is_checkpoint_file(spec):  # a community .pth/.safetensors/.ckpt state dict, loaded with spandrel
+        if options:
+            raise FxpruneError(f"--kwargs/--blocks/--channels/--scale ({', '.join(sorted(options))}) do not apply to "
+                               f"the checkpoint file '{spec}'; spandrel reads its architecture from the weights")
+        return load_checkpoint(spec)
     if is_saved_model(spec):
         return load_saved(spec, options)
     if ":" in spec:
@@ -163,7 +169,8 @@ def import_factory(spec: str) -> Any:
 def model_arguments(parser: argparse.ArgumentParser) -> None:
     from .. import models
 
-    parser.add_argument("model", help="zoo name (" + ", ".join(models.names()) + ") or package.module:Class")
+    parser.add_argument("model", help="zoo name (" + ", ".join(models.names()) + "), package.module:Class, a saved "
+                        ".pt2, or a .pth/.safetensors/.ckpt checkpoint (loaded with spandrel: pip install 'fxprune[spandrel]')")
     parser.add_argument("--kwargs", default="{}", help="JSON constructor arguments, e.g. '{\"blocks\": 16}'")
     parser.add_argument("--blocks", type=int, help="zoo option: residual blocks")
     parser.add_argument("--channels", type=int, help="zoo option: feature channels")
@@ -216,6 +223,9 @@ def build_from_args(args: argparse.Namespace, say_untrained: bool = True) -> tup
     if say_untrained and not pretrained and not is_saved_model(args.model) and ":" not in args.model:
         print(f"note: {args.model} is randomly initialized (seed {0 if seed is None else seed}), not trained; "
               f"--pretrained loads shipped weights where they exist ({shipped_list()})")
+    info = checkpoint_info(model)
+    if info is not None:  # its channels and range, at --input-size or a size its architecture takes
+        return model, info.example_input(tuple(args.input_size) if args.input_size else None)
     return model, torch.randn(1, 3, *args.input_size)
 
 

@@ -1,0 +1,1 @@
+"""Stand-in (tests only): see tests/stubs/torchvision/__init__.py."""
