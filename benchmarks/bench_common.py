@@ -47,12 +47,20 @@ def run_line(date: str, jobs: int, clock: Clock) -> str:
             f"worker process(es) with 1 torch thread each; whole run so far {clock.text()}.")
 
 
-def run_pool(work: Callable[[dict], Any], jobs: Iterable[dict], workers: int) -> Iterator[Any]:
-    """``work(job)`` for every job in ``workers`` spawned processes; yields the results as they finish."""
+def run_pool(work: Callable[[dict], Any], jobs: Iterable[dict], workers: int,
+             follow: Callable[[Any], Iterable[dict]] | None = None) -> Iterator[Any]:
+    """``work(job)`` for every job in ``workers`` spawned processes; yields the results as they finish.
+    ``follow(result)``, if given, returns more jobs to run (e.g. ones that need that result)."""
     context = multiprocessing.get_context("spawn")
     with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        for done in futures.as_completed([pool.submit(work, job) for job in jobs]):
-            yield done.result()
+        pending = {pool.submit(work, job) for job in jobs}
+        while pending:
+            done, pending = futures.wait(pending, return_when=futures.FIRST_COMPLETED)
+            for future in done:
+                result = future.result()
+                if follow is not None:
+                    pending |= {pool.submit(work, job) for job in follow(result)}
+                yield result
 
 
 def ort_session(path: Path, threads: int = ORT_THREADS):

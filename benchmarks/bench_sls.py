@@ -1,32 +1,41 @@
-"""SLS at small scale: learned N:M vs one-shot N:M + fine-tune vs L1 channels + fine-tune vs ASSL.
+"""SLS at small scale: learned N:M vs one-shot N:M at equal MACs (and L1 / ASSL channels beside them).
 
 The ASSL ablation's dense model (``bench_assl.py``'s full setting: the shipped trained EDSR 8 × 64
-×2 with ASSL's light upsampler, ``fxprune.weights.pretrained``) is compressed to MAC budgets 1/4
-and 1/8 of the dense model, every method with the same number of training steps T (default 1000,
-bench_assl's), the same batches, Adam at bench_assl's lr with its cosine schedule:
+×2 with ASSL's light upsampler, ``fxprune.weights.pretrained``) is compressed to MAC budgets 1/4,
+1/8 and 1/16 of the dense model with M=32 (the paper's M; at M=16 the dense first and last convs
+alone keep 0.076 of the MACs, so 1/16 is out of reach), every run with the same number of training
+steps T (default 1000, bench_assl's), Adam at bench_assl's lr with its cosine schedule, each
+setting over ``--seeds`` seeds (default 3; the seed sets the batches and the SLS run):
 
-* SLS (``Spec(method="sls", budget=b, m=16, ...)``: search, freeze, fine-tune), ``fxprune.prepare``
+* SLS (``Spec(method="sls", budget=b, m=32, ...)``: search, freeze, fine-tune), ``fxprune.prepare``
   + ``train_model`` driven by the pruner's ``penalty`` / ``step`` / ``status`` and
   ``param_groups`` (the scores at their own lr) + ``fxprune.convert``;
-* one-shot N:M at the largest uniform N within the budget (``Spec(method="nm", budget=b, m=16)``),
-  fine-tuned for T steps under the frozen mask;
-* one-shot L1 channel pruning (``macs=b``, ``round_to=16``), fine-tuned for T steps;
-* ASSL channels (``macs=b``, ``round_to=16``), its schedule scaled to T steps.
+* one-shot N:M, **N per layer matched to that seed's SLS result**
+  (``Spec(method="nm", budget=<SLS's MAC fraction>, n_per_layer="magnitude")``: the units of least
+  squared magnitude per MAC are dropped first, so it lands on SLS's MACs up to one layer's unit),
+  fine-tuned for T steps under the frozen mask; this is the equal-cost comparison;
+* one-shot N:M at the largest uniform N within the budget (``Spec(method="nm", budget=b)``), as
+  before, with its MACs beside it (usually well below the budget: it is not an equal-cost row);
+* one seed of L1 channel pruning and of ASSL channels (``macs=0.125``, ``round_to=16``; both land
+  at 0.065 of the MACs, the same model for budgets 1/4 and 1/8, and 1/16 is out of their reach),
+  fine-tuned / scheduled over T steps (``--no-channels`` skips them).
 
-Reports held-out Y-PSNR/SSIM (whole demo test images, shave = scale), params, MACs at a 1280×720
-output (N:M layers counted at N/M), bytes on disk (``.pt2``; N:M models also compact), ONNX Runtime
-latency (2 threads, interleaved rounds, median; static-shape export with parity check — N:M zeros
-give no speed on CPU), the learned N per layer (plot ``sls_n_per_layer.png``) and the training-step
-overhead of the masks against a plain traced step (goal ≤ 1.15×). The runs go to ``--jobs`` worker
-processes with 1 torch thread each; RESULTS.md's section is rewritten as each run finishes, with
-the CPU contention (PSI) of the run so far.
+Rows are compared only at equal cost: two rows whose MAC fractions differ by more than TOLERANCE
+(0.005 of the dense MACs) are never compared, and the Reading (``sls_reading.py``, a pure
+function of the table) says so. Reports held-out Y-PSNR/SSIM (whole demo test images, shave =
+scale; mean ± std over seeds), MAC fraction (mean ± std), params, MACs at a 1280×720 output (N:M
+layers counted at N/M), bytes on disk (``.pt2``; N:M models also compact) and ONNX Runtime latency
+(2 threads, interleaved rounds, median; static-shape export with parity check — N:M zeros give no
+speed on CPU) of each setting's seed-0 model, the learned N per layer (plot ``sls_n_per_layer.png``)
+and the training-step overhead of the masks against a plain traced step (goal ≤ 1.15×). The runs
+go to ``--jobs`` worker processes with 1 torch thread each; RESULTS.md's section is rewritten as
+each run finishes, with the CPU contention (PSI) of the run so far.
 
-    python benchmarks/bench_sls.py             # full: about 10 min on 2 idle cores (--jobs 2), writes RESULTS.md
-    python benchmarks/bench_sls.py --quick     # smoke test (~2 min), tiny untrained model, prints only
+    python benchmarks/bench_sls.py             # full: 30 runs, about 20 min on 2 idle cores (--jobs 2), writes RESULTS.md
+    python benchmarks/bench_sls.py --quick     # smoke test, tiny untrained model, writes a temp file
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import datetime
@@ -46,21 +55,27 @@ from fxprune.metrics import bicubic_baseline
 from fxprune.train import train_model
 
 from bench_assl import FULL, HERE, QUICK, SCALE, dense_model, measure, train_config, worker_start
-from bench_common import Clock, interleaved_median_ms, ort_session, run_line, run_pool
+from bench_common import (Clock, interleaved_median_ms, ort_session, run_line, run_pool, training_config,
+                          training_parser)
 from results_file import replace_section
+from sls_reading import Row, reading, spread
 
 HEADING = "## SLS: learned N:M vs one-shot N:M, L1 and ASSL (bench_sls.py)"
-BUDGETS = (0.25, 0.125)
-METHODS = {"sls": "SLS (learned N:M)", "nm": "one-shot N:M + fine-tune", "l1": "L1 channels + fine-tune",
-           "assl": "ASSL channels"}
+BUDGETS = (0.25, 0.125, 0.0625)
+# Equal cost: rows whose MAC fractions differ by more than this (of the dense MACs) are not compared.
+# A matched row lands within one layer's unit of SLS (1/32 of one body conv: 0.002 of this model).
+TOLERANCE = 0.005
+CHANNEL_BUDGET = 0.125
+METHODS = {"sls": "SLS (learned N:M)", "nm_matched": "one-shot N:M, N per layer matched to SLS",
+           "nm": "one-shot N:M, uniform N", "l1": "L1 channels + fine-tune", "assl": "ASSL channels"}
 # SLS settings for short runs: the scores get their own learning rate (Adam moves a score by about
 # that much per step) and λ anneals every 10 steps, so the search reaches the budget within half the
-# steps; the rest fine-tunes. Probes of the search alone on the full setting (shipped 8 × 64, batch 8,
-# patch 24, lr 1e-3 cosine over 1000 steps; chosen by where the search ends, not by PSNR): score lr
-# 1e-2 froze 1/4 at step 25 and 1/8 at step 78 (reg_weight 0.02: 35 and 138), before the task loss had
-# shaped the scores; 2e-3 froze 1/4 at step 119 and 1/8 at 243 of the 500 search steps, no greedy cut.
-# The table says where each run froze and whether it was cut greedily.
-SLS = dict(m=16, reg_weight=0.1, anneal_every=10, rerank_every=50, aux_lr=2e-3)
+# steps; the rest fine-tunes. Probes of the search alone on the full setting at M=16 (shipped 8 × 64,
+# batch 8, patch 24, lr 1e-3 cosine over 1000 steps; chosen by where the search ends, not by PSNR):
+# score lr 1e-2 froze 1/4 at step 25 and 1/8 at step 78 (reg_weight 0.02: 35 and 138), before the
+# task loss had shaped the scores; 2e-3 froze 1/4 at step 119 and 1/8 at 243 of the 500 search steps,
+# no greedy cut. The table says where each run froze and whether it was cut greedily.
+SLS = dict(m=32, reg_weight=0.1, anneal_every=10, rerank_every=50, aux_lr=2e-3)
 # timing settings beside bench_assl's configurations: ORT input (LR) size and rounds, mask-overhead rounds
 TIMING = {"full": dict(latency_hw=(180, 320), rounds=7, overhead_rounds=9),
           "quick": dict(latency_hw=(32, 48), rounds=2, overhead_rounds=2)}
@@ -68,10 +83,11 @@ TIMING = {"full": dict(latency_hw=(180, 320), rounds=7, overhead_rounds=9),
 
 # ---------------------------------------------------------------- one run (in a worker process)
 def run_one(job: dict) -> dict:
-    """One (method, budget) run: train, convert, score, write its .pt2 (and compact) and .onnx files."""
-    cfg, method, budget, key = job["cfg"], job["method"], job["budget"], job["key"]
-    pairs, dense, x = worker_start(cfg, 0)
-    train = dataclasses.replace(train_config(cfg, 0), steps=cfg["steps"])
+    """One (method, budget, seed) run: train, convert, score; seed 0 also writes its .pt2 (and
+    compact) and .onnx files."""
+    cfg, method, budget, seed = job["cfg"], job["method"], job["budget"], job["seed"]
+    pairs, dense, x = worker_start(cfg, seed)
+    train = dataclasses.replace(train_config(cfg, seed), steps=cfg["steps"])
     start = time.perf_counter()
     extra: dict = {}
     try:
@@ -82,14 +98,16 @@ def run_one(job: dict) -> dict:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 train_model(pruner.model, train, pruner.total_steps, SCALE, extra_loss=pruner.penalty,
-                            after_step=pruner.step, status=pruner.status, description=key,
+                            after_step=pruner.step, status=pruner.status, description=job["key"],
                             param_groups=pruner.param_groups(cfg["lr"], SLS["aux_lr"]), state=pruner)
             greedy = any("cut greedily" in str(w.message) for w in caught)
-            extra["frozen"] = f"step {pruner.frozen_at} of {pruner.search_steps}" + (" (greedy cut)" if greedy else "")
+            extra["frozen"] = f"{pruner.frozen_at}/{pruner.search_steps}" + (" greedy" if greedy else "")
+            extra["sls_fraction"] = pruner.cost_fraction(pruner.frozen)
             model = fxprune.convert(pruner)
-        elif method == "nm":
-            model = fxprune.compress(copy.deepcopy(dense), fxprune.Spec(method="nm", budget=budget, m=SLS["m"]), (x,),
-                                     train=train)
+        elif method in ("nm", "nm_matched"):
+            spec = (fxprune.Spec(method="nm", budget=job["target"], m=SLS["m"], n_per_layer="magnitude")
+                    if method == "nm_matched" else fxprune.Spec(method="nm", budget=budget, m=SLS["m"]))
+            model = fxprune.compress(copy.deepcopy(dense), spec, (x,), train=train)
         elif method in ("l1", "assl"):
             spec = fxprune.Spec(method=method, macs=budget, round_to=cfg["round_to"],
                                 **({"steps": cfg["steps"]} if method == "assl" else {}))
@@ -105,8 +123,17 @@ def run_one(job: dict) -> dict:
     layers = nm_layers(model)
     if layers:
         extra["n_per_layer"] = {p.rsplit(".", 1)[0]: v["n"] / v["m"] for p, v in layers.items()}
-    return {**job, "cfg": None, **measure(model, pairs), **extra, **files(model, job, x, bool(layers)),
-            "seconds": seconds}
+    written = files(model, job, x, bool(layers)) if seed == 0 else {}
+    return {**job, "cfg": None, **measure(model, pairs), **extra, **written, "seconds": seconds}
+
+
+def follow(run: dict, base: dict) -> list[dict]:
+    """After an SLS run: the one-shot N:M run of the same seed, N per layer matched to its MACs
+    (``base``: the settings every job carries)."""
+    if run["method"] != "sls" or "error" in run:
+        return []
+    return [{**base, "method": "nm_matched", "budget": run["budget"], "seed": run["seed"],
+             "target": run["sls_fraction"], "key": f"nm_matched_{run['budget']}_s{run['seed']}"}]
 
 
 def files(model: torch.nn.Module, job: dict, x: torch.Tensor, nm: bool) -> dict:
@@ -172,69 +199,77 @@ class Results:
 
     def add(self, run: dict) -> None:
         if "error" in run:
-            self.notes.append(f"{METHODS[run['method']]} at budget {run['budget']}: not run ({run['error']})")
+            self.notes.append(f"{METHODS[run['method']]} at budget {run['budget']:g}, seed {run['seed']}: not run "
+                              f"({run['error']})")
             print(self.notes[-1], flush=True)
         else:
             self.runs[run["key"]] = run
-            print(f"[{self.clock.minutes():5.1f} min] {self.label(run)}: PSNR {run['psnr']:.3f} SSIM {run['ssim']:.4f}"
-                  + (f", froze at {run['frozen']}" if "frozen" in run else "") + f" ({run['seconds']:.0f} s)", flush=True)
+            print(f"[{self.clock.minutes():5.1f} min] {self.label(run)}, seed {run['seed']}: PSNR {run['psnr']:.3f} "
+                  f"SSIM {run['ssim']:.4f}" + (f", froze at {run['frozen']}" if "frozen" in run else "")
+                  + (f", MACs {self.fraction(run):.4f}" if self.fraction(run) is not None else "")
+                  + f" ({run['seconds']:.0f} s)", flush=True)
         self.write()
 
     def label(self, run: dict) -> str:
         if run["method"] == "dense":
             return f"dense {self.cfg['channels']} ch"
-        return f"{METHODS[run['method']]}, budget {run['budget']}"
+        return METHODS[run["method"]]
 
-    def ordered(self) -> list[dict]:
-        keys = ["dense"] + [f"{m}_{b}" for b in BUDGETS for m in METHODS]
-        return [self.runs[k] for k in keys if k in self.runs]
+    def fraction(self, run: dict) -> float | None:
+        """The run's MACs over the dense model's (None until the dense run is in)."""
+        dense = self.runs.get("dense")
+        return run["macs"] / dense["macs"] if dense else None
+
+    def settings(self) -> list[tuple[str, float, list[dict]]]:
+        """(method, budget, its runs over seeds), in table order; the dense model first."""
+        order = [("dense", 1.0)] + [(m, b) for b in BUDGETS for m in ("sls", "nm_matched", "nm")] + [
+            (m, CHANNEL_BUDGET) for m in ("l1", "assl")]
+        out = []
+        for method, budget in order:
+            runs = sorted((r for r in self.runs.values() if r["method"] == method and r["budget"] == budget),
+                          key=lambda r: r["seed"])
+            if runs:
+                out.append((method, budget, runs))
+        return out
+
+    def rows(self) -> list[Row]:
+        """The compressed settings as :class:`sls_reading.Row` (empty until the dense run is in)."""
+        if "dense" not in self.runs:
+            return []
+        return [Row(method, METHODS[method], budget, [self.fraction(r) for r in runs], [r["psnr"] for r in runs],
+                    seeds=[r["seed"] for r in runs]) for method, budget, runs in self.settings() if method != "dense"]
 
     def table(self) -> list[str]:
-        lines = ["| model | Y-PSNR dB | SSIM | params | GMACs @1280×720 | MAC fraction | .pt2 bytes (compact) | "
-                 "ORT ms | SLS froze at |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-                 f"| bicubic | {self.bicubic['psnr']:.3f} | {self.bicubic['ssim']:.4f} | | | | | | |"]
-        dense_macs = self.runs["dense"]["macs"] if "dense" in self.runs else None
-        for r in self.ordered():
-            size = f"{r['bytes']:,}" + (f" ({r['bytes_compact']:,})" if "bytes_compact" in r else "")
-            cells = [self.label(r), f"{r['psnr']:.3f}", f"{r['ssim']:.4f}", f"{r['params']:,}", f"{r['macs'] / 1e9:.3f}",
-                     f"{r['macs'] / dense_macs:.3f}" if dense_macs else "", size,
-                     f"{r['ort_ms']:.1f}" if "ort_ms" in r else "", r.get("frozen", "")]
+        lines = ["| model | budget | seeds | MAC fraction | Y-PSNR dB | SSIM | params | GMACs @1280×720 | "
+                 ".pt2 bytes (compact), seed 0 | ORT ms, seed 0 | SLS froze at (step/search steps) |",
+                 "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+                 f"| bicubic | | | | {self.bicubic['psnr']:.3f} | {self.bicubic['ssim']:.4f} | | | | | |"]
+
+        def pm(values: list[float], digits: int) -> str:
+            return f"{statistics.fmean(values):.{digits}f}" + (f" ± {spread(values):.{digits}f}" if len(values) > 1 else "")
+
+        for method, budget, runs in self.settings():
+            first = runs[0] if runs[0]["seed"] == 0 else {}
+            size = (f"{first['bytes']:,}" + (f" ({first['bytes_compact']:,})" if "bytes_compact" in first else "")
+                    if "bytes" in first else "")
+            fractions = [self.fraction(r) for r in runs] if "dense" in self.runs else []
+            cells = [self.label(runs[0]), "" if method == "dense" else f"{budget:g}", str(len(runs)),
+                     pm(fractions, 4) if fractions else "", pm([r["psnr"] for r in runs], 3),
+                     pm([r["ssim"] for r in runs], 4), f"{runs[0]['params']:,}",
+                     pm([r["macs"] / 1e9 for r in runs], 3), size,
+                     f"{first['ort_ms']:.1f}" if "ort_ms" in first else "",
+                     ", ".join(r["frozen"] for r in runs if "frozen" in r)]
             lines.append("| " + " | ".join(cells) + " |")
         return lines
-
-    def reading(self) -> str:
-        out = []
-        for budget in BUDGETS:
-            rows = {m: self.runs.get(f"{m}_{budget}") for m in METHODS}
-            a, b = rows["sls"], rows["nm"]
-            if a and b:
-                diff = a["psnr"] - b["psnr"]
-                out.append(f"- Budget {budget}: SLS {a['psnr']:.3f} dB vs one-shot N:M {b['psnr']:.3f} dB "
-                           f"({diff:+.3f} dB; the paper's direction is SLS ≥ one-shot, +0.01 to +0.24 dB on "
-                           f"Urban100 ×4) — {'holds' if diff >= 0 else 'does NOT hold'} here.")
-            done = {m: r for m, r in rows.items() if r}
-            dense_macs = self.runs["dense"]["macs"] if "dense" in self.runs else None
-            under = [f"{METHODS[m]} keeps {done[m]['macs'] / dense_macs:.3f}" for m in ("l1", "assl")
-                     if m in done and dense_macs and done[m]["macs"] < 0.8 * budget * dense_macs]
-            if under:
-                out.append(f"- Budget {budget}: {', '.join(under)} of the dense MACs: with `round_to="
-                           f"{self.cfg['round_to']}` every group keeps a multiple of {self.cfg['round_to']} channels, and "
-                           f"the next multiple up exceeds the budget, so the channel rows sit below it (the N:M rows "
-                           f"use it fully).")
-            if len(done) == len(METHODS):
-                order = " > ".join(f"{METHODS[m]} {done[m]['psnr']:.2f}"
-                                   for m in sorted(done, key=lambda m: done[m]["psnr"], reverse=True))
-                out.append(f"- Budget {budget}, measured order (dB): {order}.")
-        out.append("- N:M zeros give no speed in ONNX Runtime on CPU (no sparse kernels): the N:M rows' latency is "
-                   "the dense latency; their gain on CPU is size (compact bytes). Channel pruning is what speeds up CPUs.")
-        out.append("- One seed, 3 test images: differences below ~0.05 dB are noise.")
-        return "\n".join(out)
 
     def section(self) -> str:
         cfg = self.cfg
         model = (f"the shipped trained EDSR {cfg['blocks']} × {cfg['channels']} ×{SCALE} with ASSL's light upsampler "
                  f"(`fxprune.weights.pretrained`, bench_assl.py's dense model)" if cfg["pretrained"]
                  else f"an untrained EDSR {cfg['blocks']} × {cfg['channels']} ×{SCALE} (--quick)")
+        channels = ("" if self.args.no_channels else
+                    f" Channels (seed 0 only): `Spec(method='l1' or 'assl', macs={CHANNEL_BUDGET}, "
+                    f"round_to={cfg['round_to']})`.")
         setup = [
             run_line(self.date, self.args.jobs, self.clock), "",
             f"- **Model**: {model}.",
@@ -242,11 +277,16 @@ class Results:
             f"flips/rotations; evaluation on the 3 held-out test images, whole images, Y-PSNR/SSIM, shave {SCALE}.",
             f"- **Training**: every compressed model gets **{cfg['steps']} steps** in total (SLS: search + fine-tuning; "
             f"one-shot N:M and L1: fine-tuning; ASSL: its whole schedule), L1 loss, Adam lr {cfg['lr']} "
-            f"({cfg['lr_schedule']} schedule over each run's steps), seed 0 (the same batches for every method).",
+            f"({cfg['lr_schedule']} schedule over each run's steps); **{cfg['seeds']} seeds** per N:M setting (seed s "
+            f"gives every method the same batches), figures are mean ± sample std over the seeds.",
             f"- **SLS**: M={SLS['m']}, reg_weight {SLS['reg_weight']}, anneal every {SLS['anneal_every']} steps, re-rank "
             f"every {SLS['rerank_every']}, score lr {SLS['aux_lr']} (`pruner.param_groups(lr, {SLS['aux_lr']})`), search "
-            f"≤ half the steps. One-shot N:M: the largest uniform N of {SLS['m']} within the budget. Channels: "
-            f"`Spec(method='l1' or 'assl', macs=budget, round_to={cfg['round_to']})`.",
+            f"≤ half the steps. **One-shot N:M, matched**: per seed, `Spec(method='nm', budget=<that SLS run's MAC "
+            f"fraction>, m={SLS['m']}, n_per_layer='magnitude')` (N per layer, least squared magnitude per MAC "
+            f"dropped first; lands on SLS's MACs up to one layer's unit). **One-shot N:M, uniform**: the largest "
+            f"uniform N of {SLS['m']} within the budget.{channels}",
+            f"- **Equal cost**: two rows are compared only when their MAC fractions differ by at most {TOLERANCE} of "
+            f"the dense MACs; a row uses its budget when within {TOLERANCE} of it.",
             f"- **MACs** at a 360×640 input (1280×720 output), N:M layers at N/M; **params** count N:M zeros; "
             f"**bytes**: `fxprune.save` (.pt2), N:M also with `compact_nm=True` in brackets.",
             f"- **Latency**: {self.latency_info or 'pending (measured after the last run)'}.",
@@ -255,27 +295,31 @@ class Results:
         overhead = ("pending" if not over else
                     f"One training step (forward, L1 loss, backward, Adam) at batch {cfg['batch']}, LR patch {cfg['patch']}, "
                     f"1 torch thread, median of {over['rounds']} interleaved rounds: traced dense model "
-                    f"{over['fxprune.trace ms']:.1f} ms, masked SLS model with its penalty "
+                    f"{over['fxprune.trace ms']:.1f} ms, masked SLS model (M={SLS['m']}) with its penalty "
                     f"{over['masked (pruner.model) + penalty ms']:.1f} ms: **{over['masked / trace']:.2f}×** (goal ≤ 1.15×, "
                     f"{'met' if over['masked / trace'] <= 1.15 else 'not met'}); one re-rank of every mask "
                     f"{over['rerank ms']:.1f} ms (every {SLS['rerank_every']} steps).")
         plot = ["![learned N/M per layer](sls_n_per_layer.png)", ""] if self.plot_written else []
+        notes = ["- N:M zeros give no speed in ONNX Runtime on CPU (no sparse kernels): the N:M rows' latency is the "
+                 "dense latency; their gain on CPU is size (compact bytes). Channel pruning is what speeds up CPUs.",
+                 f"- {cfg['seeds']} seed(s), 3 test images: a difference inside the std of the paired differences "
+                 "shows no direction" + (" (one seed: no spread to judge by)." if cfg["seeds"] == 1 else ".")]
         return "\n".join([*setup, "", "### Table", "", *self.table(), "", *plot, "### Mask overhead (training step)", "",
-                          overhead, "", "### Reading", "", self.reading()])
+                          overhead, "", "### Reading", "", *reading(self.rows(), TOLERANCE), *notes])
 
     def write(self) -> None:
-        if not self.args.quick:
-            replace_section(self.args.out, HEADING, self.section())
+        replace_section(self.args.out, HEADING, self.section())
 
     def latency(self, rounds: int, hw: tuple[int, int]) -> None:
-        sessions = {k: ort_session(Path(r["onnx"])) for k, r in self.runs.items()}
+        timed = {k: r for k, r in self.runs.items() if "onnx" in r}
+        sessions = {k: ort_session(Path(r["onnx"])) for k, r in timed.items()}
         clock = Clock()
         ms = interleaved_median_ms(sessions, {"input": np.random.rand(1, 3, *hw).astype(np.float32)}, rounds)
         for k, v in ms.items():
             self.runs[k]["ort_ms"] = v
-        err = max(r["onnx_err"] for r in self.runs.values())
-        self.latency_info = (f"ONNX Runtime, 2 intra-op threads without spinning, each model exported with "
-                             f"`fxprune.export_onnx(..., dynamic_hw=False)` at input 1×3×{hw[0]}×{hw[1]} (output "
+        err = max(r["onnx_err"] for r in timed.values())
+        self.latency_info = (f"ONNX Runtime, 2 intra-op threads without spinning, each setting's seed-0 model exported "
+                             f"with `fxprune.export_onnx(..., dynamic_hw=False)` at input 1×3×{hw[0]}×{hw[1]} (output "
                              f"{hw[0] * SCALE}×{hw[1] * SCALE}; parity checked, max abs error {err:.2g}), median of "
                              f"{rounds} interleaved rounds (timing phase {clock.text()})")
         print("latency ms:", {k: round(v, 1) for k, v in ms.items()}, flush=True)
@@ -286,19 +330,25 @@ class Results:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        runs = [r for r in self.ordered() if "n_per_layer" in r]
-        if not runs:
+        budgets = [b for b in BUDGETS if any("n_per_layer" in r and r["budget"] == b and r["seed"] == 0
+                                             for r in self.runs.values())]
+        if not budgets:
             return
-        layers = list(runs[0]["n_per_layer"])
-        fig, ax = plt.subplots(figsize=(8, 4.2), dpi=120)
-        width = 0.8 / len(runs)
-        for i, r in enumerate(runs):
-            values = [r["n_per_layer"].get(layer, 1.0) for layer in layers]
-            ax.bar([j + i * width for j in range(len(layers))], values, width, label=f"{self.label(r)}: {r['psnr']:.2f} dB")
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(layers))], layers, rotation=60, fontsize=7, ha="right")
-        ax.set_ylabel("N / M kept")
-        ax.set_title(f"Learned (SLS) vs uniform (one-shot) N/M per layer, M={SLS['m']}")
-        ax.legend(fontsize=7)
+        fig, axes = plt.subplots(len(budgets), 1, figsize=(8, 2.6 * len(budgets) + 0.8), dpi=120, squeeze=False)
+        for ax, budget in zip(axes[:, 0], budgets):
+            runs = [self.runs[f"{m}_{budget}_s0"] for m in ("sls", "nm_matched", "nm") if f"{m}_{budget}_s0" in self.runs]
+            layers = list(runs[0]["n_per_layer"])
+            width = 0.8 / len(runs)
+            for i, r in enumerate(runs):
+                values = [r["n_per_layer"].get(layer, 1.0) for layer in layers]
+                share = f", MACs {self.fraction(r):.3f}" if self.fraction(r) is not None else ""
+                ax.bar([j + i * width for j in range(len(layers))], values, width,
+                       label=f"{self.label(r)}: {r['psnr']:.2f} dB{share}")
+            ax.set_xticks([j + 0.4 - width / 2 for j in range(len(layers))], layers, rotation=60, fontsize=6, ha="right")
+            ax.set_ylabel("N / M kept")
+            ax.set_title(f"budget {budget:g} (seed 0)", fontsize=9)
+            ax.legend(fontsize=6)
+        fig.suptitle(f"Learned (SLS), matched and uniform one-shot N/M per layer, M={SLS['m']}", fontsize=10)
         fig.tight_layout()
         path = Path(tempfile.gettempdir()) / "sls_n_per_layer_quick.png" if self.args.quick else HERE / "sls_n_per_layer.png"
         fig.savefig(path)
@@ -309,18 +359,12 @@ class Results:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny untrained model, few steps: checks the script works; prints only")
-    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md", help="markdown file for the section (not with --quick)")
-    parser.add_argument("--steps", type=int, help="training steps per compressed model (default 1000, quick 24)")
-    parser.add_argument("--jobs", type=int, default=2, help="worker processes, 1 torch thread each (default 2)")
-    parser.add_argument("--no-assl", action="store_true", help="skip the ASSL runs")
+    parser = training_parser(__doc__.splitlines()[0], "setting")
+    parser.add_argument("--no-channels", action="store_true", help="skip the L1 and ASSL channel runs")
     args = parser.parse_args()
-    cfg = {**(QUICK if args.quick else FULL), **TIMING["quick" if args.quick else "full"]}
+    cfg = {**training_config(args, QUICK, FULL, "bench_sls"), **TIMING["quick" if args.quick else "full"]}
     if args.quick:
-        cfg["blocks"] = 4   # enough masked MACs beside the dense head and tail for N:M at 1/8 (M=16 fits 32·9 inputs)
-    if args.steps is not None:
-        cfg["steps"] = args.steps
+        cfg["blocks"] = 8   # at M=32 the dense head and upsampler must stay under 1/16 - 1/32 of the MACs
     torch.set_num_threads(1)   # like the workers: the mask overhead is measured at the training's thread count
     warnings.filterwarnings("ignore")
     results = Results(args, cfg)
@@ -328,13 +372,17 @@ def main() -> None:
     print("mask overhead:", {k: round(v, 3) for k, v in results.overhead.items()}, flush=True)
     results.write()
     folder = tempfile.mkdtemp(prefix="bench_sls_")
-    methods = [m for m in ("sls", "nm", "assl", "l1") if not (args.no_assl and m == "assl")]   # longest runs first
-    jobs = [{"method": "dense", "budget": 1.0, "key": "dense"}] + [
-        {"method": m, "budget": b, "key": f"{m}_{b}"} for m in methods for b in BUDGETS]
-    jobs = [{**job, "cfg": cfg, "folder": folder, "latency_hw": cfg["latency_hw"]} for job in jobs]
-    print(f"{len(jobs)} runs ({cfg['steps']} steps per compressed model) on {args.jobs} worker(s); files in {folder}; "
-          + ("prints only (--quick)" if args.quick else f"writing {args.out}"), flush=True)
-    for run in run_pool(run_one, jobs, args.jobs):
+    base = {"cfg": cfg, "folder": folder, "latency_hw": cfg["latency_hw"]}
+    jobs = [{"method": "dense", "budget": 1.0, "seed": 0, "key": "dense"}]
+    jobs += [{"method": m, "budget": b, "seed": s, "key": f"{m}_{b}_s{s}"}
+             for m in ("sls", "nm") for s in range(cfg["seeds"]) for b in BUDGETS]   # SLS first: matched runs follow it
+    if not args.no_channels:
+        jobs += [{"method": m, "budget": CHANNEL_BUDGET, "seed": 0, "key": f"{m}_{CHANNEL_BUDGET}_s0"} for m in ("assl", "l1")]
+    jobs = [{**job, **base} for job in jobs]
+    runs = len(jobs) + len(BUDGETS) * cfg["seeds"]
+    print(f"{runs} runs ({cfg['steps']} steps per compressed model; the matched one-shot runs start as their SLS run "
+          f"ends) on {args.jobs} worker(s); files in {folder}; writing {args.out}", flush=True)
+    for run in run_pool(run_one, jobs, args.jobs, follow=lambda run: follow(run, base)):
         results.add(run)
     results.latency(cfg["rounds"], cfg["latency_hw"])
     results.plot()

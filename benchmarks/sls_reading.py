@@ -53,7 +53,7 @@ def spread(values: Sequence[float]) -> float:
 
 
 def _db(row: Row) -> str:
-    return f"{row.psnr_mean:.3f} ± {spread(row.psnr):.3f} dB"
+    return f"{row.psnr_mean:.3f}" + (f" ± {spread(row.psnr):.3f}" if len(row.psnr) > 1 else "") + " dB"
 
 
 def equal_cost(a: Row, b: Row, tolerance: float) -> bool:
@@ -65,12 +65,13 @@ def _versus(a: Row, b: Row, budget: float, tolerance: float) -> str:
     head = f"- Budget {budget:g}: SLS {_db(a)} vs {b.label} {_db(b)}"
     if not equal_cost(a, b, tolerance):
         return (f"- Budget {budget:g}, {b.label}: not compared with SLS: it keeps {b.mac_mean:.3f} of the dense MACs, "
-                f"SLS {a.mac_mean:.3f} (a gap of {abs(a.mac_mean - b.mac_mean):.3f} > {tolerance:g}).")
+                f"SLS {a.mac_mean:.3f} (a gap of {abs(a.mac_mean - b.mac_mean):.4f} > {tolerance:g}).")
     diff = a.psnr_mean - b.psnr_mean
     paired = [x - y for (sa, x), (sb, y) in zip(zip(a.seeds or range(len(a.psnr)), a.psnr),
                                                 zip(b.seeds or range(len(b.psnr)), b.psnr)) if sa == sb]
-    pairs = f" (paired over {len(paired)} seeds: {statistics.fmean(paired):+.3f} ± {spread(paired):.3f})" if paired else ""
-    if paired and abs(statistics.fmean(paired)) <= spread(paired):
+    pairs = (f" (paired over {len(paired)} seeds: {statistics.fmean(paired):+.3f} ± {spread(paired):.3f})"
+             if len(paired) > 1 else "")
+    if len(paired) > 1 and abs(statistics.fmean(paired)) <= spread(paired):
         verdict = "within the seed spread: no direction shown"
     else:
         verdict = "holds here" if diff >= 0 else "does NOT hold here"
