@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import fxprune
+from fxprune.counting import nm_record
 from fxprune.methods import get_method
 from fxprune.models import build
 from fxprune.passes.insert_nm_masks import NMMask, grouped
@@ -321,6 +322,18 @@ def test_two_ddp_ranks_learn_identical_n(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- stages
+def _keep_largest_in_groups(model: torch.nn.Module, layers: dict[str, tuple[int, int]]) -> None:
+    """Zero, in place, all but the ``n`` largest |w| of every ``m`` consecutive input channels
+    (per output filter and kernel tap), written out here with ``topk``, for each ``param -> (n, m)``."""
+    with torch.no_grad():
+        for param, (n, m) in layers.items():
+            weight = model.get_parameter(param)
+            moved = weight.movedim(1, -1)
+            groups = moved.reshape(*moved.shape[:-1], moved.shape[-1] // m, m)
+            keep = torch.zeros_like(groups).scatter_(-1, groups.abs().topk(n, dim=-1).indices, 1.0)
+            weight.mul_(keep.reshape(moved.shape).movedim(-1, 1))
+
+
 @pytest.mark.parametrize("name, kwargs", [("edsr", dict(blocks=2, channels=32)), ("carn", {}), ("rcan", {})])
 def test_channels_then_nm_pipeline_on_zoo_models(name, kwargs):
     torch.manual_seed(0)
@@ -337,7 +350,11 @@ def test_channels_then_nm_pipeline_on_zoo_models(name, kwargs):
     assert record["stages"][0]["macs"] == fxprune.count_macs(first, x)
     assert fxprune.count_macs(small, x) == record["stages"][1]["macs"] < record["stages"][0]["macs"]
     assert fxprune.check_nm(small).ok
-    torch.testing.assert_close(small(x), first(x), rtol=1, atol=1e9)  # runs; N:M changes values, not shapes
+    # the N:M stage is one-shot magnitude N:M of the sliced model: keep the 2 largest |w| of every 8
+    _keep_largest_in_groups(first, nm_record(small))
+    # same weights in graphs captured apart: float32 summation order at most (the N:M step itself
+    # moves these outputs by 0.03-0.15, their peak is 0.05-0.2)
+    torch.testing.assert_close(small(x), first(x), rtol=1e-4, atol=1e-6)
     assert small(x).shape == model(x).shape
 
 
