@@ -23,7 +23,8 @@ from .errors import (
 from .graph import ChannelGraph, Group, Member
 from .methods import Pruner
 from .methods.assl import AsslPruner
-from .model_io import load, save
+from .checkpoint_files import CheckpointInfo, checkpoint_info, load_checkpoint
+from .model_io import load, save, save_safetensors
 from .nm_check import NMReport, check_nm
 from .onnx import ExportReport, OnnxExportError, check_onnx_parity, export_onnx
 from .spec import Spec
@@ -68,6 +69,10 @@ __all__ = [
     "check_onnx_parity",
     "export_onnx",
     "load",
+    "load_checkpoint",
+    "checkpoint_info",
+    "CheckpointInfo",
+    "save_safetensors",
     "register_coupling",
     "save",
     "trace",

@@ -40,7 +40,7 @@ from .eval_mode import eval_mode
 from .record import from_saved, record_of
 from .trace import _quiet_torch_logs, as_inputs, export_program
 
-__all__ = ["save", "load", "read_metadata", "FORMAT", "FORMAT_VERSION", "SUFFIX"]
+__all__ = ["save", "load", "read_metadata", "save_safetensors", "FORMAT", "FORMAT_VERSION", "SUFFIX", "WIDTHS_SUFFIX"]
 
 FORMAT = "fxprune-model"
 FORMAT_VERSION = 1
@@ -309,3 +309,46 @@ def load(path: str | os.PathLike) -> nn.Module:
     if record is not None:
         module.meta["fxprune"] = record
     return _inference_only(module)
+
+
+WIDTHS_SUFFIX = ".widths.json"
+
+
+def save_safetensors(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Write ``model``'s state dict to ``path`` (``.safetensors``) and its layer widths beside it.
+
+    Pruned layers no longer have the uniform widths an architecture's constructor makes, so the
+    tensors alone do not say how to rebuild the model: ``<stem>.widths.json`` (also stored in the
+    file's ``__metadata__`` under ``fxprune_widths``) lists per conv/linear layer its kind and
+    out/in channels (:func:`fxprune.widths.layer_widths`), with the stage record's ``source`` (the
+    checkpoint file the model came from) where there is one. Loaders that expect the architecture's
+    uniform widths (spandrel) refuse a pruned state dict; ONNX is the portable artifact. Needs the
+    ``safetensors`` package (``pip install 'fxprune[spandrel]'``). Returns the path.
+
+    >>> import json, os, tempfile, torch, fxprune
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+    >>> path = fxprune.save_safetensors(net, os.path.join(tempfile.mkdtemp(), "m.safetensors"))
+    >>> json.loads(path.with_name("m.widths.json").read_text())["layers"]["0"]
+    {'kind': 'conv', 'out_channels': 4, 'in_channels': 3, 'groups': 1, 'kernel_size': [3, 3]}
+    """
+    from .widths import layer_widths
+
+    try:
+        from safetensors.torch import save_file
+    except ImportError as error:
+        raise CheckpointError(f"writing .safetensors needs the safetensors package ({error}); "
+                              "pip install 'fxprune[spandrel]'") from error
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    target = _path(path)
+    if target.suffix != ".safetensors":
+        raise ValueError(f"path must end in .safetensors, got '{target}'")
+    record = record_of(model, stage=None)
+    widths = {"format": "fxprune-widths", "format_version": 1, "model_class": type(model).__name__,
+              "source": record.source if record is not None else None, "layers": layer_widths(model)}
+    tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in model.state_dict().items()}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(widths, indent=1)
+    save_file(tensors, str(target), metadata={"fxprune_widths": json.dumps(widths)})
+    target.with_name(target.name.removesuffix(".safetensors") + WIDTHS_SUFFIX).write_text(text)
+    return target

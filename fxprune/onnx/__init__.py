@@ -9,6 +9,7 @@
 """
 from .common import OnnxExportError
 from .export import ExportReport, export_onnx
+from .half import FP16_ATOL_SCALE
 from .parity import ATOL_SCALE, check_onnx_parity
 
-__all__ = ["ATOL_SCALE", "ExportReport", "OnnxExportError", "check_onnx_parity", "export_onnx"]
+__all__ = ["ATOL_SCALE", "FP16_ATOL_SCALE", "ExportReport", "OnnxExportError", "check_onnx_parity", "export_onnx"]

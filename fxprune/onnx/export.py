@@ -23,6 +23,7 @@ to a multiple; IMDN, Restormer split channels) are written at opset 18 with a wa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import math
@@ -40,6 +41,8 @@ from ..errors import ParityError
 from ..trace import _quiet_torch_logs, export_program
 from .common import OnnxExportError, as_tensors, clones, eval_mode, first_line, flatten, make_inputs, size_steps
 from .finish import finish_file
+from .half import FP16_ATOL_SCALE, Precision, check_precision, half_copy, io_inputs
+from .metadata import file_metadata
 from .parity import ATOL_SCALE, check_onnx_parity
 
 # Above this many bytes of weights the file cannot be a single protobuf (2 GiB limit): weights go
@@ -221,7 +224,10 @@ def export_onnx(
     dynamic_hw: bool = True,
     opset: int = 17,
     check: bool = True,
-    atol_scale: float = ATOL_SCALE,
+    atol_scale: float | None = None,
+    dtype: str = "float32",
+    io_dtype: str | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> ExportReport:
     """Export ``model`` to a self-contained ONNX file at ``path`` and check it in ONNX Runtime.
 
@@ -246,6 +252,16 @@ def export_onnx(
     A model with an ``onnx_metadata()`` method (a ``{key: str}`` dict) has it written into the
     file's metadata (:class:`fxprune.routing.RoutedModel` records its routes and costs so).
 
+    The file's ``metadata_props`` also hold ``input_channels``, ``widths`` (JSON: out/in channels
+    per conv/linear layer, see :func:`fxprune.widths.layer_widths`) and, for a model from
+    :func:`fxprune.load_checkpoint` or compressed from one, ``architecture``, ``scale``,
+    ``output_channels``, ``input_range`` and ``source_file``; ``metadata`` adds or overrides keys.
+
+    ``dtype="float16"`` writes fp16 weights and activations (see :mod:`fxprune.onnx.half`), with
+    inputs and outputs in ``io_dtype`` (default: ``dtype``; ``"float32"`` puts casts at both ends);
+    the check compares with the fp32 model at ``atol_scale`` (default ``FP16_ATOL_SCALE``, 1e-2 of
+    the output's peak, instead of ``ATOL_SCALE``), and the metadata say ``precision`` and ``io_dtype``.
+
     >>> import tempfile, os, torch
     >>> from fxprune.onnx import export_onnx
     >>> from torch import nn
@@ -259,8 +275,15 @@ def export_onnx(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     inputs = as_tensors(example_inputs)
+    precision = check_precision(dtype, io_dtype)
+    if atol_scale is None:
+        atol_scale = ATOL_SCALE if precision.weights == "float32" else FP16_ATOL_SCALE
     _check_options(opset, atol_scale, dynamic_hw, check)
     target = _prepare_path(path)
+    properties = file_metadata(model, inputs, metadata)
+    if precision.weights != "float32" or precision.io != "float32":
+        return _export_half(model, target, inputs, precision, properties, dynamic_hw=dynamic_hw, opset=opset,
+                            check=check, atol_scale=atol_scale)
 
     captured = _placeholder_dims(model)
     if captured is not None and len(captured) != len(inputs):
@@ -311,9 +334,10 @@ def export_onnx(
     import onnx
 
     written = onnx.load(str(target), load_external_data=False)
-    metadata = getattr(model, "onnx_metadata", None)  # e.g. fxprune.routing.RoutedModel's routes and costs
-    if callable(metadata):
-        onnx.helper.set_model_props(written, {**{p.key: p.value for p in written.metadata_props}, **metadata()})
+    routes = getattr(model, "onnx_metadata", None)  # e.g. fxprune.routing.RoutedModel's routes and costs
+    extra = {**properties, **(routes() if callable(routes) else {})}
+    if extra:
+        onnx.helper.set_model_props(written, {**{p.key: p.value for p in written.metadata_props}, **extra})
         onnx.save(written, str(target))
     try:
         onnx.checker.check_model(str(target))
@@ -336,7 +360,8 @@ def export_onnx(
             # only declares them dynamic: the honest file is a static one
             warnings.warn(f"exporting {type(model).__name__} with a static height/width fixed at the example's size: "
                           f"the dynamic export fails at other sizes ({failure})", UserWarning, stacklevel=2)
-            return export_onnx(model, target, inputs, dynamic_hw=False, opset=opset, check=True, atol_scale=atol_scale)
+            return export_onnx(model, target, inputs, dynamic_hw=False, opset=opset, check=True, atol_scale=atol_scale,
+                               metadata=metadata)
     return ExportReport(target, int(actual_opset), error, tolerance, shapes, exporter, dynamic_hw)
 
 
@@ -356,3 +381,17 @@ def _export_file(model: nn.Module, inputs: tuple[torch.Tensor, ...], target: Pat
                 continue
             return name, failures
     return None, failures
+
+
+def _export_half(model: nn.Module, target: Path, inputs: tuple[torch.Tensor, ...], precision: Precision,
+                 properties: dict[str, str], *, dynamic_hw: bool, opset: int, check: bool,
+                 atol_scale: float) -> ExportReport:
+    """The fp16 file (see :mod:`fxprune.onnx.half`), checked against the fp32 model."""
+    half, reference = half_copy(model, precision)
+    file_inputs = io_inputs(inputs, precision)
+    props = {**properties, "precision": precision.weights, "io_dtype": precision.io}
+    written = export_onnx(half, target, file_inputs, dynamic_hw=dynamic_hw, opset=opset, check=False, metadata=props)
+    if not check:
+        return written
+    error, tolerance, shapes = check_onnx_parity(reference, target, file_inputs, atol_scale=atol_scale)
+    return dataclasses.replace(written, max_abs_error=error, tolerance=tolerance, checked_shapes=shapes)

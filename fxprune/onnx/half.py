@@ -1,0 +1,89 @@
+"""fp16 ONNX files: weights and activations in float16, inputs and outputs in float16 or float32.
+
+Community runtimes (TensorRT, OpenVINO, ONNX Runtime on GPU) run SR models in fp16. The model is
+copied and cast to half in PyTorch before export (so the exporter writes fp16 weights and every
+activation in fp16); with float32 I/O the file casts the input to half first and the output back.
+The parity check runs the fp32 model on the same inputs in PyTorch: an fp16 file can only match it
+to fp16 precision, so its tolerance is :data:`FP16_ATOL_SCALE` of the output's peak.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .common import eval_mode
+
+__all__ = ["DTYPES", "FP16_ATOL_SCALE", "Precision", "check_precision", "half_copy", "io_inputs"]
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16}
+# fp16 has an 11-bit mantissa (relative step 1e-3); a dozen layers of rounding stay within 1% of the
+# output's peak on the tested architectures, while a wrong weight or a dropped op does not
+FP16_ATOL_SCALE = 1e-2
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The dtype of the weights and activations, and that of the file's inputs and outputs."""
+
+    weights: str
+    io: str
+
+
+def check_precision(dtype: Any, io_dtype: Any) -> Precision:
+    """``dtype`` and ``io_dtype`` (default: ``dtype``) checked against :data:`DTYPES`.
+
+    >>> check_precision("float16", None), check_precision("float16", "float32").io
+    (Precision(weights='float16', io='float16'), 'float32')
+    >>> check_precision("bfloat16", None)
+    Traceback (most recent call last):
+    ...
+    ValueError: dtype must be one of float32, float16, got 'bfloat16'
+    """
+    for name, value in (("dtype", dtype), ("io_dtype", io_dtype)):
+        if value is not None and value not in DTYPES:
+            raise ValueError(f"{name} must be one of {', '.join(DTYPES)}, got {value!r}")
+    if dtype == "float32" and io_dtype not in (None, "float32"):
+        raise ValueError(f"io_dtype={io_dtype!r} needs dtype='float16' (an fp32 model has fp32 inputs and outputs)")
+    return Precision(dtype, io_dtype or dtype)
+
+
+class _Half(nn.Module):
+    """The model in half, with inputs and outputs in ``io``."""
+
+    def __init__(self, model: nn.Module, io: torch.dtype):
+        super().__init__()
+        self.model, self.io = model, io
+
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        out = self.model(*(t.half() if t.is_floating_point() else t for t in inputs))
+        return out.to(self.io) if isinstance(out, torch.Tensor) else tuple(t.to(self.io) for t in out)
+
+
+class _Reference(nn.Module):
+    """The fp32 model, fed the file's inputs, giving outputs in the file's I/O dtype."""
+
+    def __init__(self, model: nn.Module, io: torch.dtype):
+        super().__init__()
+        self.model, self.io = model, io
+
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        out = self.model(*(t.float() if t.is_floating_point() else t for t in inputs))
+        return out.to(self.io) if isinstance(out, torch.Tensor) else tuple(t.to(self.io) for t in out)
+
+
+def half_copy(model: nn.Module, precision: Precision) -> tuple[nn.Module, nn.Module]:
+    """(what to export: a half copy of ``model`` with I/O in ``precision.io``, the parity check's
+    reference: ``model`` itself in fp32, fed and answering in ``precision.io``)."""
+    io = DTYPES[precision.io]
+    with eval_mode(model):
+        half = _Half(copy.deepcopy(model).half(), io).eval()
+    return half, _Reference(model, io)
+
+
+def io_inputs(inputs: tuple[torch.Tensor, ...], precision: Precision) -> tuple[torch.Tensor, ...]:
+    """The example inputs in the file's I/O dtype (floating-point ones only)."""
+    return tuple(t.to(DTYPES[precision.io]) if t.is_floating_point() else t for t in inputs)
