@@ -25,6 +25,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from .errors import CaptureError
 from .fast_capture import capture_size_blind
 from .graph_mode import enable_train_eval, fixed_batch
+from .layout_guards import without_layout_guards
 from . import capture_cache
 from .opaque import record_io, replace_with_leaf
 from .shapes import STALE
@@ -79,7 +80,7 @@ def export_program(model: nn.Module, inputs: tuple[Any, ...], *, dynamic_hw: boo
         inputs = _batch_of_two(inputs) or inputs
     axes = ([0] if dynamic_batch else []) + ([2, 3] if dynamic_hw else [])
     shapes = tuple({a: dim for a in axes} if _is_image(t) and axes else None for t in inputs)
-    with _quiet_torch_logs():
+    with _quiet_torch_logs(), without_layout_guards(model):
         return torch.export.export(model, inputs, dynamic_shapes=shapes if any(shapes) else None, strict=False)
 
 

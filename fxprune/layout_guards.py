@@ -1,0 +1,146 @@
+"""Capture without guards on memory layout: a graph of a pad-and-crop forward runs at every size.
+
+Restoration nets pad the input to a multiple and crop the output back (``y[..., :h, :w]``, the
+NAFNet / Restormer / U-Net pattern). Under ``torch.export`` with symbolic height and width, the
+crop is a strided view whose contiguity is "true only where the padding was zero"; whatever asks
+for it during capture turns the answer at the example size into a guard, and the graph refuses
+every size of the other kind (captured at 32×32 it fails at 37×51 with ``Guard failed:
+(x.size()[3] + (4 + -1 * (x.size()[3] % 4)) % 4) ...``, and the other way round). Two askers:
+
+- the tracer, recording each node's ``tensor_meta`` (its memory format): metadata only, so it is
+  computed at the example's sizes without a guard (:func:`_unguarded_metadata`);
+- the ops after the crop (an add, ``.contiguous()``, ``reshape``), which decide their output
+  layout from it. A crop whose end is provably inside the tensor is therefore captured as
+  ``F.pad`` with negative sizes (:class:`_CropsAsPads`), a new tensor of the same values with
+  no view to ask about (the zoo's ``crop`` is written that way by hand).
+
+Guards the forward itself makes (a Python branch on a size) are kept: verification checks the
+result at other sizes and names the one that fails.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch.fx.experimental import proxy_tensor
+from torch.fx.experimental.symbolic_shapes import statically_known_true
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+
+@contextlib.contextmanager
+def without_layout_guards(model: nn.Module) -> Iterator[None]:
+    """Inside, ``torch.export`` of ``model`` bakes no guard on the layout of a cropped tensor.
+
+    ``torch.export`` sets aside the torch-function modes active when it is called, so the crop
+    rewrite is entered inside ``model``'s forward (an instance attribute, removed on the way out).
+
+    >>> import torch
+    >>> class PadCrop(torch.nn.Module):
+    ...     def forward(self, x):
+    ...         h, w = x.shape[-2:]
+    ...         padded = torch.nn.functional.pad(x, (0, (4 - w % 4) % 4, 0, (4 - h % 4) % 4))
+    ...         return (padded * 2)[..., :h, :w] + x
+    >>> net, shapes = PadCrop(), ({2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO},)
+    >>> with without_layout_guards(net):
+    ...     program = torch.export.export(net, (torch.randn(1, 3, 8, 8),), dynamic_shapes=shapes, strict=False)
+    >>> x = torch.randn(1, 3, 37, 41)
+    >>> torch.testing.assert_close(program.module()(x), net(x))
+    """
+    own = model.__dict__.get("forward")
+    forward = model.forward
+
+    @functools.wraps(forward)
+    def cropping_as_padding(*args: Any, **kwargs: Any) -> Any:
+        with _CropsAsPads():
+            return forward(*args, **kwargs)
+
+    model.forward = cropping_as_padding  # type: ignore[method-assign]
+    try:
+        with _unguarded_metadata():
+            yield
+    finally:
+        if own is None:
+            del model.forward
+        else:
+            model.forward = own  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def _unguarded_metadata() -> Iterator[None]:
+    original = proxy_tensor._extract_tensor_metadata
+    if getattr(original, "_fxprune_unguarded", False):  # nested: already in place
+        yield
+        return
+
+    def unguarded(value: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        shape_env = getattr(getattr(value, "fake_mode", None), "shape_env", None)
+        if shape_env is None:
+            return original(value, *args, **kwargs)
+        with shape_env.suppress_guards():
+            return original(value, *args, **kwargs)
+
+    unguarded._fxprune_unguarded = True  # type: ignore[attr-defined]
+    proxy_tensor._extract_tensor_metadata = unguarded
+    try:
+        yield
+    finally:
+        proxy_tensor._extract_tensor_metadata = original
+
+
+class _CropsAsPads(TorchFunctionMode):
+    """``x[..., :h, :w]`` with a symbolic end becomes ``F.pad(x, (0, w - W, 0, h - H))``."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.Tensor.__getitem__ and len(args) == 2 and not kwargs:
+            pads = crop_pads(args[0], args[1])
+            if pads is not None:
+                return F.pad(args[0], pads)
+        return func(*args, **kwargs)
+
+
+def crop_pads(x: Any, index: Any) -> list[Any] | None:
+    """The ``F.pad`` sizes (last dim first) that compute ``x[index]``, when ``index`` crops the
+    end of spatial dims (dims 2 and later) to a symbolic size provably within ``x``; else None.
+
+    A slice with a symbolic end is the only kind whose layout depends on the input size; a plain
+    integer crop keeps the view (None).
+
+    >>> import torch
+    >>> crop_pads(torch.randn(1, 3, 8, 8), (Ellipsis, slice(None, 4), slice(None, 5))) is None
+    True
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() < 3:
+        return None
+    parts = list(index) if isinstance(index, tuple) else [index]
+    if any(p is Ellipsis for p in parts):
+        at = parts.index(Ellipsis)
+        if parts.count(Ellipsis) > 1:
+            return None
+        parts[at:at + 1] = [slice(None)] * (x.dim() - len(parts) + 1)
+    if len(parts) > x.dim() or not all(isinstance(p, slice) for p in parts):
+        return None
+    stops = [None] * x.dim()
+    for dim, part in enumerate(parts):
+        if part.start not in (None, 0) or part.step not in (None, 1):
+            return None
+        if part.stop is not None:
+            if dim < 2 or not isinstance(part.stop, (int, torch.SymInt)):
+                return None
+            stops[dim] = part.stop
+    if not any(isinstance(s, torch.SymInt) for s in stops):
+        return None
+    pads: list[Any] = []
+    for dim in reversed(range(2, x.dim())):
+        stop, size = stops[dim], x.shape[dim]
+        if stop is None:
+            pads += [0, 0]
+            continue
+        if not (statically_known_true(stop >= 0) and statically_known_true(stop <= size)):
+            return None
+        pads += [0, stop - size]
+    return pads
