@@ -126,7 +126,10 @@ def test_loads_a_file_written_before_the_record():
     assert "record" not in read_metadata(path)
     loaded = fxprune.load(path)
     io = torch.load(DATA / "edsr_l1_nm_format1_io.pt")
-    assert torch.equal(loaded(io["x"]), io["y"])
+    # io["y"] was computed on another machine: float32 convs sum in an order that depends on the
+    # SIMD width (an AVX-512 machine is 1.19e-7 off, the output's peak is 0.37); a wrong weight or a
+    # lost N:M mask moves it by 1e-2 and more
+    torch.testing.assert_close(loaded(io["x"]), io["y"], rtol=1e-5, atol=1e-6)
     record = record_of(loaded)
     assert record.method == "nm" and record.spec["n"] == 2 and len(record.groups) == 5 and record.nm
     assert fxprune.count_macs(loaded, io["x"]) == 614400  # the N:M count the file's code gave
