@@ -5,11 +5,17 @@ The spec file (YAML/JSON) holds a ``variants`` list of compression specs (or a m
 spec) and optionally ``fallback`` (``bicubic``/``identity``/``null``), ``patch``, ``context``,
 ``train`` (TrainConfig fields for building the variants: fine-tuning, ASSL), ``estimator``
 (TrainConfig fields plus ``windows``, ``held_out``, ``width`` for the error estimator) and
-``betas`` (the β values of the report's curve).
+``betas`` (the β values of the report's curve). The estimator section may set ``checkpoint_every``
+(steps between checkpoints, default 50).
+
+The run is crash-safe: each finished variant and the estimator's training state are checkpointed
+in ``OUT/checkpoint/`` (removed when the run completes); SIGINT/SIGTERM save the progress, print one
+line with the command that continues (``--resume OUT``) and exit with 130/143.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +23,7 @@ from typing import Any
 import torch
 import yaml
 
-from ..errors import FxpruneError, SpecError
+from ..errors import CheckpointError, FxpruneError, SpecError
 from .args import build_from_args, model_arguments
 
 __all__ = ["add_route_command", "load_routing_spec", "routed_infer"]
@@ -82,36 +88,111 @@ def _specs(variants: Any) -> Any:
     return [Spec.from_dict(spec) for spec in variants]
 
 
+def _folders(args: argparse.Namespace) -> tuple[Path, bool]:
+    """The output folder and whether to resume: ``--resume OUT`` (its ``checkpoint/`` or OUT itself) or ``-o OUT``."""
+    if args.resume is None:
+        if args.output is None:
+            raise SpecError("-o/--output", "give the output folder (-o OUT), or --resume OUT to continue a run")
+        out = Path(args.output)
+        if (out / "checkpoint" / "checkpoint.pt").is_file() and not args.restart:
+            raise CheckpointError(f"{out} holds the checkpoint of an unfinished `fxprune route` run: continue it "
+                                  f"with --resume {out}, or start over with --restart", path=out / "checkpoint")
+        return out, False
+    out = Path(args.resume)
+    if out.name == "checkpoint" and (out / "checkpoint.pt").is_file():
+        out = out.parent
+    if args.output is not None and Path(args.output).resolve() != out.resolve():
+        raise SpecError("-o/--output", f"--resume {args.resume} continues the run in {out}; drop -o or give -o {out}")
+    if not (out / "checkpoint" / "checkpoint.pt").is_file():
+        raise CheckpointError(f"no `fxprune route` checkpoint to resume from at {out / 'checkpoint' / 'checkpoint.pt'}",
+                              path=out / "checkpoint")
+    return out, True
+
+
+def _continue_command(out: Path) -> str:
+    """The command line that continues this run: this one without -o/--resume/--restart, plus --resume OUT."""
+    import shlex
+    import sys
+
+    kept, skip = [], False
+    for word in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif word in ("-o", "--output", "--resume"):
+            skip = True
+        elif word != "--restart" and not word.startswith(("--resume=", "--output=")):
+            kept.append(word)
+    return shlex.join(["fxprune", *kept, "--resume", str(out)])
+
+
+def _signal_of(stop: BaseException, received: str | None) -> str:
+    """The signal that stopped the run: ours, or the one the fine-tuning loop took over."""
+    cause = stop.__cause__
+    if received is None and cause is not None:
+        received = getattr(cause, "signal_name", None) or next(
+            (w for w in str(cause).split() if w in ("SIGINT", "SIGTERM")), None)
+    return received or "SIGINT"
+
+
 def _cmd_route(args: argparse.Namespace) -> int:
+    import shutil
+    import signal as signals
+
+    from ..checkpoint import StopOnSignal
     from ..data import pairs_from
     from ..onnx import export_onnx
-    from ..routing import RoutedModel, build_variants
+    from ..routing import RoutedModel
+    from ..routing.compare import compare_routing
     from ..routing.report import write_routing_report
-    from ..routing.training import train_estimator
+    from ..routing.resumable import RouteCheckpoint, RouteInterrupted, build_routes, fingerprint
 
     spec = load_routing_spec(args.spec)
     for field in ("patch", "context"):
         if getattr(args, field) is not None:
             spec[field] = getattr(args, field)
+    out, resume = _folders(args)
     quiet = {"progress": False} if args.quiet else {}
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     model, x = build_from_args(args)
     train = _config({**spec["train"], **quiet}, "train") if spec["train"] else None
-    variants = build_variants(model, _specs(spec["variants"]), (x,), train=train, fallback=spec["fallback"])
     est_fields = dict(spec["estimator"])
     extra = {k: est_fields.pop(k) for k in ESTIMATOR_EXTRA if k in est_fields}
+    every = est_fields.pop("checkpoint_every", 50)
     est_train = _config(est_fields, "estimator", lr=1e-3, batch_size=32, progress=False)
-    print(f"{len(variants)} routes: {', '.join(v.name for v in variants)}; training the error estimator ...")
-    estimator = train_estimator(variants, est_train, patch=spec["patch"], context=spec["context"], **extra)
-    routed = RoutedModel(variants, estimator, patch=spec["patch"], context=spec["context"]).eval()
-    tile = routed.tile
-    example = (torch.rand(1, x.shape[1], 2 * tile + 3, 2 * tile + 5), torch.tensor(0.5))
-    report = export_onnx(routed, out / "routed.onnx", example, opset=18)
-    pairs = pairs_from(est_train.val_data, "test", task=est_train.task, scale=routed.scale) \
-        if est_train.task == "sr" else pairs_from(est_train.val_data, "test", task=est_train.task)
-    path = write_routing_report(routed, estimator, pairs, spec["betas"], out, report)
+    with StopOnSignal() as stop:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            checkpoint = RouteCheckpoint(out / "checkpoint", fingerprint(model, x, spec), resume)
+            if resume:
+                print(f"resuming from {checkpoint.folder}: {checkpoint.progress()}")
+            print(f"building {len(spec['variants'])} variant(s); checkpoints in {checkpoint.folder}")
+            variants, estimator = build_routes(
+                model, _specs(spec["variants"]), x, checkpoint, train=train, fallback=spec["fallback"],
+                estimator_train=est_train, patch=spec["patch"], context=spec["context"], every=every,
+                stop=lambda: stop.received is not None, **extra)
+            print(f"{len(variants)} routes: {', '.join(v.name for v in variants)}")
+            routed = RoutedModel(variants, estimator, patch=spec["patch"], context=spec["context"]).eval()
+            tile = routed.tile
+            example = (torch.rand(1, x.shape[1], 2 * tile + 3, 2 * tile + 5), torch.tensor(0.5))
+            report = export_onnx(routed, out / "routed.onnx", example, opset=18)
+            if stop.received:
+                raise RouteInterrupted("after exporting routed.onnx, before the report", checkpoint.folder)
+            pairs = pairs_from(est_train.val_data, "test", task=est_train.task, scale=routed.scale) \
+                if est_train.task == "sr" else pairs_from(est_train.val_data, "test", task=est_train.task)
+            comparison = compare_routing(routed, model.eval(), pairs, spec["betas"], report.path,
+                                         names=[f"test image {i}" for i in range(len(pairs))])
+            print("\n".join(comparison.table()))
+            print(f"verdict: {comparison.verdict()}")
+            comparison.write(out)
+            path = write_routing_report(routed, estimator, pairs, spec["betas"], out, report, comparison)
+            if stop.received:
+                raise RouteInterrupted("after the report, before removing the checkpoint", checkpoint.folder)
+        except RouteInterrupted as halt:
+            name = _signal_of(halt, stop.received)
+            print(f"fxprune route: stopped by {name} {halt.where}; progress saved in {halt.folder}; continue with: "
+                  f"{_continue_command(out)}", file=sys.stderr)
+            return 128 + int(signals.Signals[name])
+    shutil.rmtree(checkpoint.folder, ignore_errors=True)  # the run is complete: its product is routed.onnx
     print(f"wrote {report.path} (opset {report.opset}, ONNX Runtime vs PyTorch max abs error {report.max_abs_error:.3g})")
     print(f"wrote {path} ({time.perf_counter() - start:.0f} s)")
     return 0
@@ -125,7 +206,12 @@ def add_route_command(sub: Any) -> None:
     p.add_argument("--spec", required=True, metavar="VARIANTS.yaml",
                    help="routing spec: variants (list of compression specs), fallback, patch, context, train, "
                         "estimator, betas")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory (routed.onnx, report.md)")
+    p.add_argument("-o", "--output", metavar="DIR", help="output directory (routed.onnx, report.md; checkpoints in "
+                   "DIR/checkpoint/ until the run completes)")
+    p.add_argument("--resume", metavar="OUT", help="continue the interrupted run whose output folder is OUT (same "
+                   "model and spec)")
+    p.add_argument("--restart", action="store_true", help="discard the unfinished run's checkpoint in the output "
+                   "folder and start over")
     p.add_argument("--patch", type=int, help="window core size in LR px (overrides the spec; default 48)")
     p.add_argument("--context", type=int, help="context px on each side of a window (overrides the spec; default 4)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -39,8 +39,11 @@ def mixed_beta(rows: Sequence[SweepRow], method: str = "routed") -> float:
 
 @torch.no_grad()
 def write_routing_report(routed: RoutedModel, estimator: Any, pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
-                         betas: Sequence[float], out: str | Path, export: Any = None) -> Path:
-    """Evaluate ``routed`` on ``pairs`` at ``betas`` and write ``report.md`` with its two pictures into ``out``."""
+                         betas: Sequence[float], out: str | Path, export: Any = None, comparison: Any = None) -> Path:
+    """Evaluate ``routed`` on ``pairs`` at ``betas`` and write ``report.md`` with its two pictures into ``out``.
+
+    ``comparison`` (:class:`fxprune.routing.compare.Comparison`) adds the whole-image comparison and its verdict.
+    """
     out = Path(out)
     laplacian = getattr(estimator, "laplacian", None)
     rows = sweep(routed, pairs, betas, laplacian=laplacian)
@@ -77,6 +80,11 @@ def write_routing_report(routed: RoutedModel, estimator: Any, pairs: Sequence[tu
     lines += sweep_table(rows, routed.names)
     lines += ["", "## Route map", "", "Windows of the first test image, tinted by the route they took "
               "(routes in order from red to green, the fallback blue).", "", "![route map](route_map.png)", ""]
+    if comparison is not None:
+        lines += ["## Against the whole-image variants", "",
+                  "Each variant and the dense model on the whole image (no windows) in ONNX Runtime, the routed "
+                  "graph at each β, on the same held-out images (details: `comparison.md`, `comparison.json`).", ""]
+        lines += comparison.table() + ["", f"**Verdict:** {comparison.verdict()}", ""]
     if export is not None:
         lines += ["## Export", "", f"`{export.path.name}`: opset {export.opset}, dynamic batch/height/width, ONNX Runtime "
                   f"vs PyTorch max abs error {export.max_abs_error:.3g} on inputs "

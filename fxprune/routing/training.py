@@ -8,17 +8,20 @@ windows (the test split), per route: routing only needs the ranking of windows t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..data import RestorationDataset, demo_images, load_images
+from ..errors import CheckpointError, FxpruneError
 from ..train import TrainConfig
 from .estimator import ErrorEstimator, LaplacianEstimator
 from .variants import RoutingError, Variant, check_window
 
-__all__ = ["WindowSet", "window_set", "train_estimator", "spearman", "EstimatorQuality"]
+__all__ = ["WindowSet", "window_set", "train_estimator", "spearman", "EstimatorQuality", "EstimatorCheckpoints",
+           "EstimatorInterrupted"]
 
 _FLOOR = 1e-10  # MSE floor: log of a perfect (flat) window stays finite
 
@@ -82,6 +85,57 @@ class EstimatorQuality:
         return "\n".join(lines)
 
 
+class EstimatorInterrupted(FxpruneError):
+    """Estimator training stopped on request (a signal) after ``step`` of ``total`` steps, its state saved."""
+
+    fields = ("step", "total")
+
+    def __init__(self, step: int, total: int):
+        self.step, self.total = step, total
+        super().__init__(f"estimator training stopped after step {step} of {total} (state saved)")
+
+
+@dataclass
+class EstimatorCheckpoints:
+    """The hooks of crash-safe estimator training.
+
+    ``save(state)`` receives the training state (a dict of tensors and ints) every ``every``
+    steps, after the last step and when ``stop()`` turns true; then training raises
+    :class:`EstimatorInterrupted`. ``resume`` is such a state to continue from (same windows,
+    seed and ``steps``).
+    """
+
+    save: Callable[[dict[str, Any]], None]
+    every: int = 50
+    resume: dict[str, Any] | None = None
+    stop: Callable[[], bool] = field(default=lambda: False)
+
+    def after(self, step: int, steps: int, state: Callable[[], dict[str, Any]]) -> None:
+        """Called after each training step: save when due, and stop (raise) when asked to."""
+        stopping = self.stop() and step < steps
+        if stopping or step == steps or (self.every and step % self.every == 0):
+            self.save(state())
+        if stopping:
+            raise EstimatorInterrupted(step, steps)
+
+
+def _restore(state: dict[str, Any], estimator: nn.Module, optimizer: torch.optim.Optimizer,
+             generator: torch.Generator, losses: list[float], steps: int) -> int:
+    """Load a saved estimator training state; returns its step. CheckpointError when it is not this run's."""
+    try:
+        if int(state["steps"]) != steps:
+            raise CheckpointError(f"the saved estimator state is for {state['steps']} steps, this run trains {steps}; "
+                                  "start over (--restart)")
+        estimator.load_state_dict(state["estimator"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        losses.extend(state["losses"])
+        return int(state["step"])
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise CheckpointError(f"the saved estimator state does not fit this estimator ({type(error).__name__}: "
+                              f"{error}); start over (--restart)") from error
+
+
 def _images(folder: str | None, split: str) -> list[np.ndarray]:
     return load_images(folder) if folder else demo_images(split)
 
@@ -95,6 +149,7 @@ def train_estimator(
     windows: int = 2048,
     held_out: int = 512,
     width: int = 16,
+    checkpoints: "EstimatorCheckpoints | None" = None,
 ) -> ErrorEstimator:
     """Train one :class:`ErrorEstimator` (shared trunk, one head per route) on ``windows`` training windows.
 
@@ -104,7 +159,9 @@ def train_estimator(
     predicted log MSE. The result carries ``.quality`` (:class:`EstimatorQuality`: held-out
     Spearman ρ per route on ``held_out`` windows of ``train.val_data`` or the test images, for the
     CNN and for a :class:`LaplacianEstimator` fitted on other training windows) and ``.laplacian``
-    (that fitted lookup, usable as a training-free estimator).
+    (that fitted lookup, usable as a training-free estimator). ``checkpoints``
+    (:class:`EstimatorCheckpoints`) saves the training state as it goes, stops on request and
+    continues a saved state; on CPU the continued run equals an uninterrupted one.
     """
     train = train or TrainConfig(progress=False)
     if not isinstance(train, TrainConfig):
@@ -136,14 +193,20 @@ def train_estimator(
             head[-1].bias.fill_(float(fit.log_errors[:, k].mean()))
     optimizer = torch.optim.Adam(estimator.parameters(), lr=train.lr)
     steps = train.steps or 400
-    losses = []
-    for step in range(steps):
+    losses: list[float] = []
+    start = 0 if checkpoints is None or checkpoints.resume is None else \
+        _restore(checkpoints.resume, estimator, optimizer, generator, losses, steps)
+    for step in range(start + 1, steps + 1):
         index = torch.randint(0, windows, (min(train.batch_size, windows),), generator=generator).to(device)
         loss = (estimator(fit.windows[index]) - fit.log_errors[index]).pow(2).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
+        if checkpoints is not None:
+            checkpoints.after(step, steps, lambda: {
+                "step": step, "steps": steps, "estimator": estimator.state_dict(), "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(), "losses": list(losses)})
     estimator.eval()
     laplacian = LaplacianEstimator.fit(lookup_set.windows, lookup_set.log_errors).to(device)
     with torch.no_grad():

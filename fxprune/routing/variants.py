@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -41,13 +41,16 @@ def build_variants(
     example_inputs: Any,
     train: Any = None,
     fallback: str | None = "bicubic",
+    make: Callable[[int, str, Any], nn.Module] | None = None,
 ) -> list[Variant]:
     """Compress ``model`` once per spec (each variant is what :func:`fxprune.compress` returns) and add a fallback.
 
     ``specs`` is a list of :class:`fxprune.Spec` / dicts (named ``method-ratio``) or a mapping
     name -> spec. ``fallback`` is ``"bicubic"`` (SR, scale 2, 3, 4 ...: bicubic upscaling as a
     grouped conv), ``"identity"`` (restoration tasks, scale 1) or ``None``; it is the last route.
-    A spec that asks to prune but removes no channel (:func:`check_prunes`) raises
+    ``make(k, name, spec)``, if given, returns variant ``k`` instead of ``fxprune.compress(model,
+    spec, example_inputs, train=train)`` (a crash-safe run loads the variants it finished and saves
+    each new one). A spec that asks to prune but removes no channel (:func:`check_prunes`) raises
     :class:`RoutingError` before anything is compressed.
 
     >>> import torch, fxprune
@@ -77,10 +80,12 @@ def build_variants(
                            "pass a mapping name -> spec to name them")
     named = [(name, as_spec(spec)) for name, spec in named]
     check_prunes(model, named, example_inputs)  # before any variant is compressed or fine-tuned
+    if make is None:
+        def make(k: int, name: str, spec: Any) -> nn.Module:
+            return compress(model, spec, example_inputs, train=train)
     variants = []
-    for name, spec in named:
-        small = compress(model, spec, example_inputs, train=train)
-        variants.append(Variant(name, small, {k: v for k, v in vars(spec).items() if v is not None}))
+    for k, (name, spec) in enumerate(named):
+        variants.append(Variant(name, make(k, name, spec), {f: v for f, v in vars(spec).items() if v is not None}))
     if fallback is not None:
         scale = infer_scale(model, example_inputs)
         if fallback == "bicubic":
