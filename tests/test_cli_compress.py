@@ -60,15 +60,6 @@ def test_compress_errors_are_one_line(tmp_path):
     assert "--spec" in run("compress", "--help").stdout and "--pretrain-steps" in run("demo", "--help").stdout
 
 
-def test_demo_runs_end_to_end_on_a_short_schedule(tmp_path):
-    out = tmp_path / "demo"
-    result = run("demo", "-o", str(out), "--blocks", "1", "--channels", "16", "--pretrain-steps", "4", "--steps", "4", "-q")
-    assert result.returncode == 0, result.stderr
-    assert "coupled" in result.stdout and "| MACs (128×128 input) |" in result.stdout and "Y-PSNR" in result.stdout
-    for name in ("coupled_dense.html", "coupled.html", "model.onnx", "report.md"):
-        assert (out / name).is_file(), name
-
-
 def test_compress_nm_from_flags_reports_nm_and_writes_a_compact_file(tmp_path):
     # one-shot N:M (no training, so no evaluation: fast); sls takes the same path with the training flags
     out = tmp_path / "nm"

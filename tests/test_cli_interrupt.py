@@ -1,0 +1,169 @@
+"""Ctrl-C / SIGTERM on real `fxprune compress` and `fxprune demo` processes: no flag needed, the
+training state is saved in the output folder, the exit status is 130/143 with one line and no
+traceback, and the printed command continues the run to the result of an uninterrupted one."""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fxprune
+from fxprune.checkpoint import read_checkpoint
+
+TIMEOUT = 420
+# one thread: on busy shared cores torch's spinning worker threads make a tiny step 100x slower
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+# 150 ASSL steps of a 1-block, 8-channel EDSR on 12 px patches: long enough that a signal sent
+# when the progress bar first moves lands mid-training, short enough to keep the runs cheap
+COMPRESS = ["compress", "edsr", "--blocks", "1", "--channels", "8", "--method", "assl", "--ratio", "0.5",
+            "--round-to", "4", "--steps", "150", "--batch-size", "2", "--patch-size", "12", "--input-size", "12", "12"]
+DEMO = ["demo", "--blocks", "1", "--channels", "16", "--pretrain-steps", "3", "--steps", "100"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("images")
+    pixels = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(folder / "one.png")
+    return folder
+
+
+class Run:
+    """A real `fxprune` process whose stdout and stderr are read as they come."""
+
+    def __init__(self, args: list[str], cwd: Path | None = None):
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=ENV)
+        self.out, self.err = bytearray(), bytearray()
+        self.readers = [threading.Thread(target=self._read, args=(s, b), daemon=True)
+                        for s, b in ((self.process.stdout, self.out), (self.process.stderr, self.err))]
+        for reader in self.readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream, into: bytearray) -> None:
+        while chunk := os.read(stream.fileno(), 65536):
+            into.extend(chunk)
+
+    def signal_when(self, ready, how: signal.Signals) -> None:
+        """Send ``how`` once ``ready(stdout, stderr)`` is true (failing if the process ends first)."""
+        deadline = time.time() + TIMEOUT
+        while not ready(self.out.decode(errors="replace"), self.err.decode(errors="replace")):
+            if self.process.poll() is not None or time.time() > deadline:
+                self.finish()
+                raise AssertionError(f"the moment to signal never came (exit {self.process.returncode}):\n"
+                                     f"{self.out.decode()}\n{self.err.decode()}")
+            time.sleep(0.01)
+        self.process.send_signal(how)
+
+    def finish(self) -> tuple[int, str, str]:
+        code = self.process.wait(timeout=TIMEOUT)
+        for reader in self.readers:
+            reader.join(timeout=TIMEOUT)
+        return code, self.out.decode(), self.err.decode()
+
+
+def bar_past(description: str, step: int):
+    """``ready`` for :meth:`Run.signal_when`: the progress bar ``description`` shows a step above ``step``."""
+    pattern = re.compile(rf"{description}:\s+\d+%\|[^|]*\|\s*(\d+)/\d+")
+
+    def ready(out: str, err: str) -> bool:
+        steps = pattern.findall(err)
+        return bool(steps) and int(steps[-1]) > step
+    return ready
+
+
+def stopped(code: int, err: str, how: signal.Signals, out: Path, command: str) -> tuple[int, list[str]]:
+    """Check an interrupted training run's exit; return its step and the command it prints."""
+    assert code == 128 + how, err
+    assert "Traceback" not in err, err
+    line = err.replace("\r", "\n").strip().splitlines()[-1]
+    found = re.fullmatch(rf"fxprune {command}: stopped by {how.name} at step (\d+) of \d+; training state saved to "
+                         rf"(\S+); continue with: (.*)", line)
+    assert found, line
+    step = int(found[1])
+    assert Path(found[2]) == out / "checkpoint" / "checkpoint.pt"
+    assert read_checkpoint(out / "checkpoint")["step"] == step
+    again = shlex.split(found[3])
+    assert again[0] == "fxprune" and again[-2:] == ["--resume", str(out)]
+    return step, again
+
+
+def assert_same_result(folder: Path, reference: Path) -> None:
+    """Same compressed model (kept channels, outputs) and the same training log as the reference run."""
+    ours, theirs = fxprune.load(folder / "model.pt2"), fxprune.load(reference / "model.pt2")
+    a, b = ours.meta["fxprune"], theirs.meta["fxprune"]
+    assert a["keep"] == b["keep"]
+    x = torch.rand(2, 3, 20, 24, generator=torch.Generator().manual_seed(0))
+    # CPU training is deterministic on one machine; the tolerance covers nothing but float noise
+    torch.testing.assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-6)
+    log, expected = a["train"], b["train"]
+    assert log["steps"] == expected["steps"]
+    torch.testing.assert_close(torch.tensor(log["loss"]), torch.tensor(expected["loss"]), rtol=1e-5, atol=1e-6)
+    assert log["status"].keys() == expected["status"].keys()
+    for name, series in expected["status"].items():
+        torch.testing.assert_close(torch.tensor(log["status"][name]), torch.tensor(series), rtol=1e-5, atol=1e-6,
+                                   equal_nan=True)
+    for (step, scores), (step_ref, scores_ref) in zip(
+            [(e["step"], {k: v for k, v in e.items() if k != "step"}) for e in log["evals"]],
+            [(e["step"], {k: v for k, v in e.items() if k != "step"}) for e in expected["evals"]], strict=True):
+        assert step == step_ref
+        for name, value in scores_ref.items():
+            assert scores[name] == pytest.approx(value, rel=1e-6), name
+
+
+def test_compress_stopped_twice_by_signals_resumes_to_the_uninterrupted_result(data, tmp_path):
+    flags = [*COMPRESS, "--data", str(data)]
+    reference = tmp_path / "reference"
+    done = subprocess.run(["fxprune", *flags, "-o", str(reference)], capture_output=True, text=True, timeout=TIMEOUT, env=ENV)
+    assert done.returncode == 0, done.stderr
+
+    out = tmp_path / "out"
+    run = Run(["fxprune", *flags, "-o", str(out)])
+    run.signal_when(bar_past("assl", 0), signal.SIGTERM)
+    first, again = stopped(*run.finish()[::2], signal.SIGTERM, out, "compress")
+
+    run = Run(again)  # the printed command, as a user would paste it
+    run.signal_when(bar_past("assl", first), signal.SIGINT)
+    second, again = stopped(*run.finish()[::2], signal.SIGINT, out, "compress")
+    assert 0 < first < second < 150
+
+    finished = subprocess.run(again, capture_output=True, text=True, timeout=TIMEOUT, env=ENV)
+    assert finished.returncode == 0, finished.stderr
+    assert_same_result(out, reference)
+
+
+@pytest.fixture(scope="module")
+def demo_reference(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "reference"
+    done = subprocess.run(["fxprune", *DEMO, "-q", "-o", str(out)], capture_output=True, text=True, timeout=TIMEOUT, env=ENV)
+    assert done.returncode == 0, done.stderr
+    assert "coupled" in done.stdout and "| MACs (128×128 input) |" in done.stdout and "Y-PSNR" in done.stdout
+    return out
+
+
+def test_demo_runs_end_to_end_on_a_short_schedule(demo_reference):
+    for name in ("coupled_dense.html", "coupled.html", "model.onnx", "report.md", "checkpoint/checkpoint.pt",
+                 "checkpoint-dense/checkpoint.pt"):
+        assert (demo_reference / name).is_file(), name
+
+
+def test_demo_stopped_by_ctrl_c_resumes_to_the_uninterrupted_result(demo_reference, tmp_path):
+    out = tmp_path / "demo"
+    run = Run(["fxprune", *DEMO, "-o", str(out)])
+    run.signal_when(bar_past("assl", 0), signal.SIGINT)
+    step, again = stopped(*run.finish()[::2], signal.SIGINT, out, "demo")
+    assert 0 < step < 100
+    finished = subprocess.run(again, capture_output=True, text=True, timeout=TIMEOUT, env=ENV)
+    assert finished.returncode == 0, finished.stderr
+    assert_same_result(out, demo_reference)
