@@ -236,16 +236,37 @@ def routed_infer(args: argparse.Namespace, session: Any) -> bool:
     if beta is None:
         raise FxpruneError(f"'{args.model}' is a routed model: pass --beta (0: best predicted quality; larger: "
                            "cheaper routes, e.g. 0.5)")
+    route_map = getattr(args, "route_map", None)
+    if route_map is not None and Path(route_map).suffix.lower() != ".png":
+        raise FxpruneError(f"--route-map writes a PNG picture; give a file name ending in .png, got '{route_map}'")
     runner = RoutedSession(args.model, threads=args.threads)
     image = read_image(args.input)
     outer = max(args.tile, 1024)  # outer tiles only bound memory: each one is routed on its own
     start = time.perf_counter()
     big = image.shape[0] > outer or image.shape[1] > outer
+    if route_map is not None and big:
+        raise FxpruneError(f"--route-map draws whole-image runs only; this {image.shape[0]}x{image.shape[1]} image "
+                           f"runs in outer tiles of {outer} px (--tile): crop it or raise --tile to {max(image.shape[:2])}")
     result, stats = runner.run(image, beta, tile=outer if big else None, overlap=args.overlap)
     elapsed = time.perf_counter() - start
     write_image(args.output, result)
+    if route_map is not None:
+        _draw_route_map(image, stats, runner.meta, beta, route_map)
     print(f"input  {args.input}: {image.shape[0]}x{image.shape[1]} (HxW)")
     print(f"output {args.output}: {result.shape[0]}x{result.shape[1]} (HxW), β = {beta:g}, "
           f"{'outer tiles of ' + str(outer) + ' px, ' if big else ''}{elapsed:.3f} s")
     print(stats.summary())
+    if route_map is not None:
+        print(f"route map {route_map}")
     return True
+
+
+def _draw_route_map(image: Any, stats: Any, meta: dict[str, Any], beta: float, path: str) -> None:
+    """The route of every window tinted over ``image`` (a whole-image run: one route map)."""
+    import numpy as np
+
+    from ..routing.picture import plot_route_map
+
+    pixels = image if image.dtype == np.uint8 else np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
+    plot_route_map(pixels[..., :3], stats.route_map, stats.routes, int(meta["patch"]), int(meta["context"]), path,
+                   title=f"route of each window at β = {beta:g}")

@@ -31,6 +31,10 @@ def add_export_command(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="the ONNX file to write")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
     p.add_argument("--static", action="store_true", help="fix height/width to --input-size instead of dynamic")
+    p.add_argument("--half", action="store_true", help="fp16 weights and activations (checked against the fp32 "
+                   "model at 1e-2 of the output's peak)")
+    p.add_argument("--io-dtype", choices=("float16", "float32"), dest="io_dtype",
+                   help="with --half: the dtype of the file's input and output (default float16)")
     p.set_defaults(run=cmd_export, input_size=None)  # None: a saved model's own size, else 32 32
     return p
 
@@ -51,6 +55,8 @@ def add_infer_command(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, default=16, help="context px on each inner side of a tile (default 16)")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: one per core)")
     p.add_argument("--beta", type=float, help="routed models (fxprune route): the quality/cost trade-off β")
+    p.add_argument("--route-map", metavar="MAP.png", help="routed models: also draw the route of each window over "
+                   "the input image (a colour per route, with a legend)")
     p.set_defaults(run=cmd_infer)
     return p
 
@@ -81,7 +87,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise FxpruneError(f"the output file must end in .onnx, got '{output}'")
         start = time.perf_counter()
         try:
-            report = export_onnx(model, output, (x,), dynamic_hw=not args.static, opset=args.opset)
+            if args.io_dtype and not args.half:
+                raise FxpruneError("--io-dtype applies to --half exports only")
+            report = export_onnx(model, output, (x,), dynamic_hw=not args.static, opset=args.opset,
+                                 dtype="float16" if args.half else "float32", io_dtype=args.io_dtype)
         except OnnxExportError as error:
             if "captured with a static height/width" in str(error):
                 raise FxpruneError(f"'{args.model}' was saved with a static height/width; pass --static "
@@ -95,7 +104,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     parity = (f"max abs error {report.max_abs_error:.3g} (tolerance {report.tolerance:.3g}) on inputs {shapes}"
               if report.max_abs_error is not None else "not checked")
     print(f"wrote {report.path}")
-    print(f"  opset {report.opset}, {'dynamic' if report.dynamic else 'static'} height/width, exporter {report.exporter}, "
+    print(f"  opset {report.opset}, {'dynamic' if report.dynamic else 'static'} height/width, "
+          f"{'float16' if args.half else 'float32'} (I/O {args.io_dtype or ('float16' if args.half else 'float32')}), "
+          f"exporter {report.exporter}, "
           f"{size / 1e6:.3f} MB ({size} bytes), {elapsed:.1f} s")
     print(f"  ONNX Runtime vs PyTorch: {parity}")
     return 0
