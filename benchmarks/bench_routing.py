@@ -54,7 +54,7 @@ BETAS = [0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0]
 GOAL_DB, GOAL_IMAGE_DB, GOAL_LATENCY = 0.05, 0.1, 0.70
 FULL = dict(blocks=8, channels=64, pretrained=True, ratios=(0.25, 0.5, 0.75), round_to=16, distill_steps=500,
             distill_lr=5e-4, distill_patch=24, distill_batch=8, hr_weight=0.5,
-            windows=((48, 4), (64, 4), (64, 8), (96, 4), (96, 8)), est_steps=1500, est_windows=2048, rounds=3,
+            windows=((48, 4), (64, 4), (64, 8), (96, 4), (96, 8)), est_steps=1500, est_windows=1024, rounds=3,
             crop=None, sizes=(512, 1024, 2048), dense_route=True)
 QUICK = dict(blocks=1, channels=16, pretrained=False, ratios=(0.25, 0.5, 0.75), round_to=4, distill_steps=3,
              distill_lr=5e-4, distill_patch=16, distill_batch=2, hr_weight=0.5, windows=((16, 4), (24, 4)),
@@ -190,6 +190,9 @@ def main() -> None:
     parser.add_argument("--distill-steps", type=int, help="fine-tuning steps per variant")
     parser.add_argument("--cache", type=Path, help="folder to keep/reuse the distilled variants (same settings)")
     parser.add_argument("--windows", help="window grid to compare, e.g. '64:8,96:8' (patch:context)")
+    parser.add_argument("--crop", type=int, help="centre crops of this many px (HR) of every image (exploration)")
+    parser.add_argument("--est-steps", type=int, help="Adam steps of the CNN estimator")
+    parser.add_argument("--est-windows", type=int, help="training windows of the CNN estimator")
     parser.add_argument("--no-sizes", action="store_true", help="skip the size series")
     parser.add_argument("--threads", type=int, default=THREADS, help="torch threads for training and sweeps")
     args = parser.parse_args()
@@ -200,6 +203,11 @@ def main() -> None:
         cfg["distill_steps"] = args.distill_steps
     if args.windows:
         cfg["windows"] = tuple(tuple(int(v) for v in w.split(":")) for w in args.windows.split(","))
+    if args.crop:
+        cfg["crop"] = args.crop
+    for option in ("est_steps", "est_windows"):
+        if getattr(args, option):
+            cfg[option] = getattr(args, option)
     if args.no_sizes:
         cfg["sizes"] = ()
     if args.out is None:
@@ -261,7 +269,7 @@ def main() -> None:
     est_config = TrainConfig(task="sr", scale=SCALE, steps=cfg["est_steps"], batch_size=32, lr=1e-3, device="cpu",
                              seed=0, progress=False)
     cnn = train_estimator(routes, est_config, patch=patch, context=context, windows=cfg["est_windows"],
-                          held_out=min(256, cfg["est_windows"]))
+                          held_out=min(128, cfg["est_windows"]))
     probe = RoutedModel(routes, ZeroEstimator(len(routes)), patch=patch, context=context).eval()
     windows, errors = window_errors(probe, [p for _, p in val])
     picked, cnn_rho, lookup_rho = pick_estimator(cnn, windows, errors)

@@ -76,9 +76,12 @@ def load(name: str, size: int | None = None) -> np.ndarray:
 
 
 def images(names: tuple[str, ...], crop: int | None = None) -> list[tuple[str, np.ndarray]]:
-    """``(name, image)`` for each name, cut to ``crop`` x ``crop`` px (top-left) when given (--quick)."""
+    """``(name, image)`` for each name, its centre cut to ``crop`` x ``crop`` px when given (--quick, --crop)."""
     out = []
     for name in names:
         img = load(name, size=crop if name.startswith("leaves") and crop else None)
-        out.append((name, img[:crop, :crop] if crop else img))
+        if crop:
+            top, left = max(0, (img.shape[0] - crop) // 2), max(0, (img.shape[1] - crop) // 2)
+            img = img[top:top + crop, left:left + crop]
+        out.append((name, img))
     return out
