@@ -167,3 +167,40 @@ def test_demo_stopped_by_ctrl_c_resumes_to_the_uninterrupted_result(demo_referen
     finished = subprocess.run(again, capture_output=True, text=True, timeout=TIMEOUT, env=ENV)
     assert finished.returncode == 0, finished.stderr
     assert_same_result(out, demo_reference)
+
+
+SLOW_MODULE = '''
+import time
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        print("building Net", flush=True)
+        time.sleep(300)
+'''
+
+
+def test_a_signal_while_building_exits_cleanly_and_mymod_is_found_in_the_current_folder(tmp_path):
+    (tmp_path / "slowmod.py").write_text(SLOW_MODULE)
+    run = Run(["fxprune", "compress", "slowmod:Net", "-o", "out"], cwd=tmp_path)
+    run.signal_when(lambda out, err: "building Net" in out, signal.SIGTERM)
+    code, _, err = run.finish()
+    assert code == 143 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == ("fxprune compress: stopped by SIGTERM while building and capturing the model; "
+                                            "kept: nothing was written; run the command again")
+
+
+def test_ctrl_c_during_export_exits_130_naming_the_saved_model(tmp_path):
+    out = tmp_path / "out"
+    run = Run(["fxprune", "compress", "edsr", "--blocks", "1", "--channels", "8", "--ratio", "0.5", "--round-to", "4",
+               "--input-size", "12", "12", "-o", str(out)])
+    run.signal_when(lambda stdout, err: "exporting to ONNX" in stdout, signal.SIGINT)
+    code, _, err = run.finish()
+    assert code == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == (f"fxprune compress: stopped by SIGINT while exporting, measuring and "
+                                            f"reporting; kept: {out / 'model.pt2'}")
+    small = fxprune.load(out / "model.pt2")
+    assert small.get_parameter("head.weight").shape[0] == 4
+    assert not (out / "report.md").exists()

@@ -26,7 +26,8 @@ from ..interrupt import Interrupts, Written
 from ..methods import method_for, registered_methods
 from ..nm_check import check_nm
 from ..metrics import bicubic_baseline, evaluate
-from ..model_io import save
+from ..checkpoint_files import checkpoint_info
+from ..model_io import save, save_safetensors
 from ..models import build
 from ..onnx import export_onnx
 from ..record import keep_of, record_of
@@ -38,6 +39,7 @@ from ..viz import visualize
 from .args import build_from_args, model_arguments
 
 DENSE_CHECKPOINT = "checkpoint-dense"  # the demo's dense pretraining; its ASSL run uses OUT/checkpoint like compress
+NOTHING_KEPT = "nothing was written; run the command again"
 SPEC_OVERRIDES = ("method", "ratio", "macs", "latency", "round_to", "steps", "budget", "m", "n")
 NM_SPEED_NOTE = ("N:M sparsity: ONNX Runtime on CPU has no N:M kernels, so the N:M zeros give no speed there "
                  "(any speed-up above comes from removed channels only); what CPU users gain is size "
@@ -110,6 +112,7 @@ def finish(
     if record is None:
         raise FxpruneError("the compressed model carries no fxprune record")
     save(small, out / "model.pt2", (x,), report={"groups": record["groups"], "spec": record["spec"]})
+    save_safetensors(small, out / "model.safetensors")
     print(f"exporting to ONNX and checking it in ONNX Runtime ({out})")
     dense_report = export_onnx(dense, out / "dense.onnx", (x,))
     small_report = export_onnx(small, out / "model.onnx", (x,))
@@ -123,6 +126,7 @@ def finish(
     first = record.chain()[0]  # the stage that ran on the dense model: its groups are the graph's
     visualize(graph, out / "coupled.html", keep=keep_of(first, graph), title=f"{name}: kept / total per group")
     files = {"model.pt2": "the compressed model (fxprune.load)", "model.onnx": "the compressed model in ONNX",
+             "model.safetensors": "its state dict; model.widths.json: the pruned widths per layer",
              "dense.onnx": "the original, for comparison", "coupled.html": "coupled groups with kept/total (open in a browser)",
              "groups.png": "kept units per group"}
     notes = [f"ONNX Runtime parity (max error vs PyTorch): dense {dense_report.max_abs_error:.1e}, "
@@ -169,7 +173,7 @@ def kept_files(out: Path, checkpoints: list[Path]) -> Callable[[], str]:
     def kept() -> str:
         files = written()
         if not files:
-            return "nothing was written; run the command again"
+            return NOTHING_KEPT
         text = ", ".join(str(f) for f in files)
         if any(f.name == CHECKPOINT_FILE for f in files):
             text += f"; add --resume {out} to continue from the training checkpoint"
@@ -179,7 +183,7 @@ def kept_files(out: Path, checkpoints: list[Path]) -> Callable[[], str]:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     out = Path(args.output)
-    with Interrupts("building and capturing the model") as guard:
+    with Interrupts("building and capturing the model", kept=NOTHING_KEPT) as guard:
         model, x = build_from_args(args)
         spec, section = load_spec(args.spec, args)
         if args.finetune_steps is not None:
@@ -194,6 +198,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
         kept = kept_files(out, [f for f in [train and train.checkpoint_folder()] if f is not None])
         guard.now("compressing (analysis, pruning, conversion)", kept=kept)
         small = compress(model, spec, (x,), train=train)
+        source = checkpoint_info(model)
+        if source is not None:  # a .pth/.safetensors file: its architecture, scale, channels, range
+            small.meta["fxprune"]["source"] = source.to_dict()
         guard.now("exporting, measuring and reporting")
         scale = small(x).shape[-2] // x.shape[-2]
         task = train.task if train else ("sr" if scale > 1 else "denoise")
