@@ -14,6 +14,7 @@ from .methods import Method, Pruner, method_for
 from .record import check_prepared
 from .spec import Spec
 from .train import TrainConfig, check_task, infer_scale, train_model
+from .verify import verify_sizes
 
 
 def as_spec(spec: Spec | Mapping[str, Any]) -> Spec:
@@ -49,7 +50,14 @@ def prepare(model: nn.Module, spec: Spec | Mapping[str, Any], example_inputs: An
     if method.prepare is None:
         raise SpecError("method", f"prepare() sets up a training loop; {spec.method!r} is one-shot: use fxprune.compress",
                         value=spec.method)
-    return method.prepare(model, spec, example_inputs)
+    return _prepared(method, model, spec, example_inputs)
+
+
+def _prepared(method: Method, model: nn.Module, spec: Spec, example_inputs: Any) -> Pruner:
+    """The method's pruner, its model checked at other input sizes before anything trains."""
+    pruner = method.prepare(model, spec, example_inputs)
+    verify_sizes(model, pruner.model, example_inputs, where="prepare")
+    return pruner
 
 
 def convert(pruner: Pruner) -> fx.GraphModule:
@@ -112,11 +120,12 @@ def _compress_method(method: Method, model: nn.Module, spec: Spec, example_input
         check_task(train, scale)
     if method.one_shot is not None:
         small = method.one_shot(model, given, example_inputs)
+        verify_sizes(model, small, example_inputs, where="compress")
         if scale is not None:
             small.meta["fxprune"]["train"] = train_model(small, train, spec.steps, scale, description="fine-tune").as_dict()
             small.eval()
         return small
-    pruner = method.prepare(model, spec, example_inputs)
+    pruner = _prepared(method, model, spec, example_inputs)
     if scale is not None and pruner.total_steps:
         log = train_model(pruner.model, train, pruner.total_steps, scale, extra_loss=pruner.penalty,
                           after_step=pruner.step, status=pruner.status, description=spec.method,

@@ -140,7 +140,23 @@ def crop_pads(x: Any, index: Any) -> list[Any] | None:
         if stop is None:
             pads += [0, 0]
             continue
-        if not (statically_known_true(stop >= 0) and statically_known_true(stop <= size)):
+        if not statically_known_true(stop >= 0) or not _within(stop, size):
             return None
         pads += [0, stop - size]
     return pads
+
+
+def _within(stop: Any, size: Any) -> bool:
+    """Whether ``stop <= size``, made known to the capture.
+
+    Proving it is often beyond sympy (``4 + 4 * ((w + (4 - w % 4) % 4 - 1) // 4) >= w`` after two
+    stride-2 convs and two transposed convs); left unknown, the slice's own clamp would guard on
+    the example's case (``end == size`` where nothing was padded). Where it holds at the example,
+    it is checked instead: a guard true at every size that pads and crops."""
+    if statically_known_true(stop <= size):
+        return True
+    hints = [v if isinstance(v, int) else getattr(v.node, "hint", None) for v in (stop, size)]
+    if None in hints or hints[0] > hints[1]:
+        return False
+    torch._check(stop <= size)
+    return True

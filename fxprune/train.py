@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .checkpoint import FORMAT as CHECKPOINT_FORMAT, StopOnSignal, TrainingInterrupted, read_checkpoint, write_checkpoint
 from .data import RestorationDataset, pairs_from
 from .errors import CheckpointError, SpecError
+from .eval_sizes import check_eval_sizes
 from .metrics import evaluate
 
 TASKS = ("sr", "denoise", "deblur")
@@ -295,6 +296,7 @@ def train_model(
     for group in optimizer.param_groups:
         group.setdefault("base_lr", group["lr"])
     pairs = validation_pairs(config, scale)
+    check_eval_sizes(model, pairs, device)  # a size the graph cannot run fails now, not after training
     log = TrainLog()
     holder = model if state is None else state
     start = 0 if config.resume is None else _restore(config, holder, optimizer, log, steps, description)

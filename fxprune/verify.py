@@ -13,11 +13,12 @@ import contextlib
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.fx as fx
+from torch import nn
 from torch.utils import _pytree as pytree
 
 from .errors import VerificationError
@@ -84,23 +85,109 @@ def verify_sliced(
                       "against its masked reference; call fxprune.verify.verify_sliced with an example input",
                       stacklevel=3)
         return
+    sizes, fallback = _other_sizes(graph.gm, inputs)
     with eval_mode(result, reference), torch.no_grad():
-        for run, alternatives in enumerate(_input_sets(graph.gm, inputs)):
-            for batch in alternatives:
-                try:
-                    expected = _leaves(reference(*_clones(batch)))
-                except Exception as error:  # noqa: BLE001 - reported below, or the size is not supported
-                    if run == 0:
-                        _fail_reference(reference, graph, keep, batch, where, error)
-                    continue  # the reference itself does not run at this other size: try the next one
-                try:
-                    actual = _leaves(result(*_clones(batch)))
-                    worst = _worst(actual, expected)
-                except Exception as error:  # noqa: BLE001 - localized below
-                    worst = (math.inf, 0.0, error)
-                if worst[2] is not None or worst[0] > worst[1]:
-                    _fail(result, reference, graph, keep, batch, where, worst)
-                break
+        _check_first_running(result, reference, graph, keep, [inputs], where, required=True)
+        checked = [_check_first_running(result, reference, graph, keep, [other], where) for other in sizes]
+        if fallback and not any(checked):
+            _check_first_running(result, reference, graph, keep, fallback, where)
+
+
+def _check_first_running(result: fx.GraphModule, reference: fx.GraphModule, graph: ChannelGraph,
+                         keep: Mapping[int, np.ndarray], alternatives: list[tuple[Any, ...]], where: str,
+                         required: bool = False) -> bool:
+    """Compare result and reference on the first of ``alternatives`` the reference runs on; False
+    when it runs on none (a size the model does not support). ``required``: the reference must run."""
+    for batch in alternatives:
+        try:
+            expected = _leaves(reference(*_clones(batch)))
+        except Exception as error:  # noqa: BLE001 - reported below, or the size is not supported
+            if required:
+                _fail_reference(reference, graph, keep, batch, where, error)
+            continue
+        try:
+            actual = _leaves(result(*_clones(batch)))
+            worst = _worst(actual, expected)
+        except Exception as error:  # noqa: BLE001 - localized below
+            worst = (math.inf, 0.0, error)
+        if worst[2] is not None or worst[0] > worst[1]:
+            _fail(result, reference, graph, keep, batch, where, worst)
+        return True
+    return False
+
+
+def verify_sizes(original: nn.Module, model: nn.Module, example_inputs: Any, *, where: str = "prepare") -> None:
+    """Raise :class:`~fxprune.VerificationError` naming the first size where ``original`` runs and
+    ``model`` (its captured, prepared or compressed graph) does not, or gives outputs of another
+    shape, or other values where the two agree on the example.
+
+    The sizes are the example, the example + (5, 3) and 37×41 (prime): a graph that baked a size
+    into a guard (a padding multiple, a window) fails at one of them. Only the example is checked
+    when the graph's height and width are static. Both models run in eval mode and are left in
+    the mode they came in. Called before training, so that a run never trains and then dies.
+
+    >>> import torch
+    >>> class Crops(torch.nn.Module):
+    ...     def forward(self, x):
+    ...         return x[..., :32, :32] * 2      # runs at any size of at least 32×32
+    >>> class Graph(Crops):
+    ...     meta = {}
+    ...     def forward(self, x):
+    ...         if x.shape[-1] != 32:
+    ...             raise AssertionError("Guard failed: x.size()[3] == 32")
+    ...         return super().forward(x)
+    >>> verify_sizes(Crops(), Crops(), torch.randn(1, 3, 32, 32))        # passes silently
+    >>> verify_sizes(Crops(), Graph(), torch.randn(1, 3, 32, 32))
+    Traceback (most recent call last):
+    ...
+    fxprune.errors.VerificationError: fxprune.prepare: the model runs on inputs of shape 1×3×37×35 but the graph ...
+    """
+    inputs = as_inputs(example_inputs)
+    if not all(isinstance(t, torch.Tensor) for t in inputs):
+        return
+    static = isinstance(model, fx.GraphModule) and not any(d & {2, 3} for d in _dynamic_dims(model))
+    generator = torch.Generator().manual_seed(2)
+    others = [] if static else [tuple(_resized(t, {0, 2, 3}, size, 0, generator) for t in inputs) for size in (_odd, _prime)]
+    with eval_mode(original, model), torch.no_grad():
+        same = True
+        for run, batch in enumerate([inputs, *others]):
+            try:
+                expected = _leaves(original(*_clones(batch)))
+            except Exception:  # noqa: BLE001 - the original does not run at this size: nothing to hold the graph to
+                continue
+            try:
+                error, tolerance, _ = _worst(_leaves(model(*_clones(batch))), expected)
+            except Exception as failure:  # noqa: BLE001 - reported with the size and the failing node
+                _fail_size(model, batch, where, failure)
+            if run == 0:
+                same = error <= tolerance
+            elif error > tolerance and (same or math.isinf(error)):
+                what = "outputs of another shape" if math.isinf(error) else f"outputs that differ by {error:.3g}"
+                _fail_size(model, batch, where, None, f"{what} (tolerance {tolerance:.3g}); at the example they agree"
+                           if same else what)
+
+
+def _fail_size(model: nn.Module, inputs: tuple[Any, ...], where: str, failure: Exception | None,
+               what: str | None = None) -> None:
+    node = None
+    if failure is not None and isinstance(model, fx.GraphModule):
+        recorder = _Recorder(model)
+        with contextlib.suppress(Exception):
+            recorder.run(*_placeholder_args(inputs))
+        node = recorder.failed[0] if recorder.failed else None
+    shapes = _shapes(inputs)
+    at = f" at node '{node.name}' ({_op_name(node)})" if node is not None else ""
+    if failure is not None:
+        reason = str(failure).strip().splitlines()[0] if str(failure).strip() else ""
+        what = f"raises{at} {type(failure).__name__}: {reason}"
+    raise VerificationError(
+        f"fxprune.{where}: the model runs on inputs of shape {_shape_text(shapes)} but the graph {what}; stopped "
+        "before any training\nhint: the capture baked a size into the graph (a Python branch on a size, or a size "
+        "turned into a number); keep sizes symbolic in the forward (x.shape[-1] without int(), crops as "
+        "x[..., :h, :w]), or pass an example of the size you will run",
+        node=None if node is None else node.name, op=None if node is None else _op_name(node),
+        max_error=math.inf if failure is not None else None, input_shapes=shapes,
+    ) from failure
 
 
 def _has_masks(gm: fx.GraphModule) -> bool:
@@ -176,37 +263,66 @@ def _dynamic_dims(gm: fx.GraphModule) -> list[set[int]]:
     return dims
 
 
-def _resized(x: torch.Tensor, dims: set[int], factor: float, generator: torch.Generator) -> torch.Tensor:
-    """``x`` at batch + 2 and height/width times ``factor`` along the symbolic dims (new values)."""
-    shape = list(x.shape)
-    if x.dim() == 4:
-        if 0 in dims:
-            shape[0] += 2  # batch 1 becomes 3: neither the example's batch nor the batch of 2 used for capture
-        for d in (2, 3):
-            size = shape[d] * factor
-            if d in dims and size == int(size) and size >= 2:
-                shape[d] = int(size)
+ODD_STEP = (5, 3)  # added to the example's height and width: an odd size that breaks "multiple of 2, 4, 8"
+PRIME_SIZE = (37, 41)  # a prime height and width: no multiple of anything divides them
+
+
+def _fresh(x: torch.Tensor, shape: list[int], generator: torch.Generator) -> torch.Tensor:
+    """New seeded values of ``shape`` with ``x``'s mean and spread (``x`` itself when nothing changes)."""
     if shape == list(x.shape) or not x.is_floating_point():
         return x
     noise = torch.randn(shape, generator=generator, dtype=x.dtype).to(x.device)
     return x.mean() + x.std().nan_to_num(1.0) * noise if x.numel() > 1 else noise
 
 
-def _input_sets(gm: fx.GraphModule, inputs: tuple[Any, ...]) -> list[list[tuple[Any, ...]]]:
-    """The example, then (if the graph is dynamic) alternatives at another batch and size: half the
-    height/width first (cheap), double it where half does not run (doubling keeps every
-    divisibility: windows, pixel unshuffle, U-Net levels). The first alternative that the
-    reference runs is the one checked."""
+def _resized(x: torch.Tensor, dims: set[int], size: Callable[[int, int], tuple[int, int]], more_batch: int,
+             generator: torch.Generator) -> torch.Tensor:
+    """``x`` with ``more_batch`` more samples and height/width ``size(h, w)`` along its symbolic dims."""
+    shape = list(x.shape)
+    if x.dim() == 4:
+        if 0 in dims:
+            shape[0] += more_batch
+        h, w = size(shape[2], shape[3])
+        for d, new in ((2, h), (3, w)):
+            if d in dims and new >= 2:
+                shape[d] = new
+    return _fresh(x, shape, generator)
+
+
+def _scaled(factor: float) -> Callable[[int, int], tuple[int, int]]:
+    def size(h: int, w: int) -> tuple[int, int]:
+        return tuple(int(s * factor) if s * factor == int(s * factor) else s for s in (h, w))  # type: ignore[return-value]
+    return size
+
+
+def _odd(h: int, w: int) -> tuple[int, int]:
+    return h + ODD_STEP[0], w + ODD_STEP[1]
+
+
+def _prime(h: int, w: int) -> tuple[int, int]:
+    return PRIME_SIZE
+
+
+def _other_sizes(gm: fx.GraphModule, inputs: tuple[Any, ...]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Where the graph is dynamic, the inputs at the sizes that break a size baked into a guard:
+    the example + (5, 3) at another batch, and 37×41 (prime), each checked where the reference
+    runs at it; and a fallback for when the reference runs at neither (a model that needs a
+    multiple of its window and does not pad): half the height/width, or double it where half
+    does not run (doubling keeps every divisibility: windows, pixel unshuffle, U-Net levels)."""
     dims = _dynamic_dims(gm)
     generator = torch.Generator().manual_seed(1)
-    others = []
-    for factor in (0.5, 2.0):
+
+    def at(size: Callable[[int, int], tuple[int, int]], more_batch: int) -> tuple[Any, ...] | None:
         position = iter(dims)
-        other = tuple(_resized(t, next(position, set()), factor, generator) if isinstance(t, torch.Tensor) else t
-                      for t in inputs)
-        if any(isinstance(a, torch.Tensor) and a.shape != b.shape for a, b in zip(other, inputs)):
-            others.append(other)
-    return [[inputs], others] if others else [[inputs]]
+        other = tuple(_resized(t, next(position, set()), size, more_batch, generator) if isinstance(t, torch.Tensor)
+                      else t for t in inputs)
+        changed = any(isinstance(a, torch.Tensor) and a.shape != b.shape for a, b in zip(other, inputs))
+        return other if changed else None
+
+    # batch + 2: 1 becomes 3, neither the example's batch nor the batch of 2 used for capture
+    sizes = [other for other in (at(_odd, 2), at(_prime, 0)) if other is not None]
+    fallback = [other for other in (at(_scaled(0.5), 2), at(_scaled(2.0), 2)) if other is not None]
+    return sizes, fallback
 
 
 # ---------------------------------------------------------------------------- localization

@@ -13,7 +13,7 @@ from fxprune.models import build
 from fxprune.passes import slice_channels as slicing
 from fxprune.passes.slice_channels import slice_channels
 from fxprune.selection import plan_keep
-from fxprune.verify import _input_sets, verify_sliced
+from fxprune.verify import _other_sizes, verify_sliced
 
 SPEC = fxprune.Spec(ratio=0.5, round_to=1)
 
@@ -74,8 +74,9 @@ def test_a_hand_edited_weight_is_caught_at_its_node():
 def test_a_dynamic_capture_is_also_checked_at_another_batch_and_size():
     x = torch.randn(1, 3, 12, 12)
     graph = fxprune.analyze(build("edsr", blocks=1, channels=8).eval(), x)
-    shapes = [[tuple(batch[0].shape) for batch in alternatives] for alternatives in _input_sets(graph.gm, (x,))]
-    assert shapes == [[(1, 3, 12, 12)], [(3, 3, 6, 6), (3, 3, 24, 24)]]
+    sizes, fallback = _other_sizes(graph.gm, (x,))
+    assert [tuple(batch[0].shape) for batch in sizes] == [(3, 3, 17, 15), (1, 3, 37, 41)]
+    assert [tuple(batch[0].shape) for batch in fallback] == [(3, 3, 6, 6), (3, 3, 24, 24)]
 
 
 def test_convert_refuses_a_decision_that_the_trained_masks_do_not_match():
