@@ -238,3 +238,51 @@ def test_train_estimator_reports_held_out_rank_correlation(routes, tmp_path):
     assert all(np.isfinite(quality.cnn)) and quality.losses[-1] < quality.losses[0]
     assert quality.laplacian[2] > 0.3  # bicubic's error grows with edge content: the lookup must see that
     assert estimator(torch.rand(4, 3, 16, 16)).shape == (4, 3)
+
+
+def test_estimator_training_stopped_and_resumed_equals_an_uninterrupted_run(routes):
+    from fxprune.routing.training import EstimatorCheckpoints, EstimatorInterrupted, train_estimator
+
+    config = fxprune.TrainConfig(steps=12, batch_size=16, lr=1e-3, progress=False)
+    options = dict(patch=8, context=4, windows=32, held_out=16)
+    whole = train_estimator(routes[1], config, **options)
+    saved = []
+    stopping = EstimatorCheckpoints(saved.append, every=5, stop=lambda: len(saved) >= 1 and saved[-1]["step"] >= 5)
+    with pytest.raises(EstimatorInterrupted, match="after step 6 of 12"):
+        train_estimator(routes[1], config, **options, checkpoints=stopping)
+    assert [s["step"] for s in saved] == [5, 6]  # the periodic checkpoint, then the one on the stop request
+    resumed = train_estimator(routes[1], config, **options,
+                              checkpoints=EstimatorCheckpoints(saved.append, resume=saved[-1]))
+    assert saved[-1]["step"] == 12
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=0, msg=name)
+    assert resumed.quality.losses == whole.quality.losses
+    with pytest.raises(fxprune.CheckpointError, match="12 steps"):
+        train_estimator(routes[1], fxprune.TrainConfig(steps=20, batch_size=16, lr=1e-3, progress=False), **options,
+                        checkpoints=EstimatorCheckpoints(saved.append, resume=saved[-1]))
+
+
+def _row(name, kind, psnr, latency, beta=None):
+    from fxprune.routing.compare import ComparisonRow
+
+    return ComparisonRow(name, kind, beta, psnr, [psnr], 100, latency)
+
+
+def test_comparison_verdict_recommends_a_beta_only_when_it_beats_the_best_variant(tmp_path):
+    import json
+
+    from fxprune.routing.compare import Comparison
+
+    rows = [_row("dense", "dense", 31.0, 10.0), _row("whole:a", "variant", 30.00, 6.0),
+            _row("whole:b", "variant", 29.0, 3.0), _row("routed", "routed", 29.96, 5.0, 0.5),
+            _row("routed", "routed", 29.5, 2.0, 2.0), _row("routed", "routed", 29.99, 6.5, 0.0)]
+    pays = Comparison(rows, ["x"], 1)
+    assert pays.best_variant().name == "whole:a" and pays.recommended() == {"model": "routed", "beta": 0.5}
+    assert pays.verdict().startswith("routing pays: β = 0.5") and "-0.040 dB" in pays.verdict()
+    slow = Comparison(rows[:3] + [_row("routed", "routed", 29.94, 5.0, 0.5), _row("routed", "routed", 30.2, 6.0, 0.0)],
+                      ["x"], 1)
+    assert slow.recommended() == {"model": "whole:a", "beta": None}
+    assert slow.verdict().startswith("no β comes within 0.05 dB of whole:a") and "recommended: whole:a" in slow.verdict()
+    json_path, md_path = slow.write(tmp_path)
+    assert json.loads(json_path.read_text())["recommended"] == {"model": "whole:a", "beta": None}
+    assert "| whole:b | - | 29.000 |" in md_path.read_text()
