@@ -88,7 +88,7 @@ def insert_channel_masks(
     nodes = {n.name: n for n in gm.graph.nodes}
     for k, ((name, index), mask) in enumerate(masks.items()):
         node = nodes[name]
-        if activations_only and node.op == "get_attr":
+        if (activations_only and node.op == "get_attr") or _written_in_place(node):
             continue
         targets = [node]
         if isinstance(node.meta.get("val"), (list, tuple)):
@@ -105,6 +105,24 @@ def insert_channel_masks(
     gm.graph.lint()
     gm.recompile()
     return gm
+
+
+def _written_in_place(node: fx.Node) -> bool:
+    """Whether ``node`` is a view that an op writes into (``x[:, :k].copy_(src)``). Its base is in
+    the same group and masked already; a mask on the view would be a copy, and the write would
+    miss the tensor the model reads afterwards."""
+    returns = getattr(getattr(node.target, "_schema", None), "returns", ())
+    if not any(r.alias_info is not None and not r.alias_info.is_write for r in returns):
+        return False
+    for user in node.users:
+        schema = getattr(user.target, "_schema", None)
+        if schema is None:
+            continue
+        for position, argument in enumerate(schema.arguments):
+            given = user.args[position] if position < len(user.args) else user.kwargs.get(argument.name)
+            if given is node and argument.alias_info is not None and argument.alias_info.is_write:
+                return True
+    return False
 
 
 def remove_channel_masks(gm: fx.GraphModule) -> fx.GraphModule:

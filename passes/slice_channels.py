@@ -23,6 +23,7 @@ from torch import nn
 
 from fxprune.coupling.args import arg
 from fxprune.coupling.context import static_size
+from fxprune.coupling.rules_shape import slice_bounds
 from fxprune.graph import ChannelGraph
 from fxprune.graph_mode import copy_graph_module
 from fxprune.masking import check_keep
@@ -142,6 +143,24 @@ def _slice(node: fx.Node, sizes: _Sizes) -> None:
     node.kwargs = {}
 
 
+def _slice_scatter(node: fx.Node, sizes: _Sizes) -> None:
+    """The window of ``slice_scatter(x, src, dim, start, end)`` counted in ``x``'s kept channels."""
+    x, src = arg(node, 0, "self"), arg(node, 1, "src")
+    dim = int(arg(node, 2, "dim", 0)) % x.meta["val"].dim()
+    if not sizes.changed(x, dim):
+        return
+    start, end = slice_bounds(arg(node, 3, "start"), arg(node, 4, "end"), sizes.old(x, dim))
+    node.args = (x, src, dim, sizes.count_before(x, dim, start), sizes.count_before(x, dim, end), 1)
+    node.kwargs = {}
+
+
+def _repeat_interleave(node: fx.Node, sizes: _Sizes) -> None:
+    """An ``output_size`` given to ``repeat_interleave`` is the repeated dim's new size."""
+    dim = arg(node, 2, "dim")
+    if node.kwargs.get("output_size") is not None and dim is not None and sizes.changed(node, int(dim)):
+        node.kwargs = {**node.kwargs, "output_size": sizes.new(node, int(dim))}
+
+
 def _narrow(node: fx.Node, sizes: _Sizes) -> None:
     x = arg(node, 0, "self")
     dim = int(arg(node, 1, "dim")) % x.meta["val"].dim()
@@ -196,6 +215,8 @@ REWRITERS: dict[Any, Rewriter] = {
     aten.unsafe_split.Tensor: _split,
     aten.slice.Tensor: _slice,
     aten.narrow.default: _narrow,
+    aten.slice_scatter.default: _slice_scatter,
+    aten.repeat_interleave.self_int: _repeat_interleave,
     aten.conv1d.default: _groups_arg(6, "groups"),
     aten.conv2d.default: _groups_arg(6, "groups"),
     aten.conv3d.default: _groups_arg(6, "groups"),

@@ -44,13 +44,16 @@ BUILTIN_RULES: list[tuple[list[Any], Rule]] = [
     (_ops("clone", "contiguous", "alias", "detach", "dropout", "feature_dropout", "alpha_dropout",
           "feature_alpha_dropout", "native_dropout", "_to_copy", "to", "type_as", "lift_fresh_copy",
           "lift_fresh", "_conj", "resolve_conj", "resolve_neg", "zeros_like", "ones_like", "empty_like",
-          "full_like", "rand_like", "randn_like", "copy", "hardswish", "hardsigmoid", "relu6", "celu",
+          "full_like", "rand_like", "randn_like", "hardswish", "hardsigmoid", "relu6", "celu",
           "selu", "rrelu", "hardshrink", "softshrink", "log_sigmoid", "threshold", "silu", "gelu",
           "hardtanh", "leaky_relu", "elu", "softplus", "mish"), ew.identity),
     (_ops("glu"), ew.glu),
     (_ops("zeros", "ones", "full", "empty", "new_zeros", "new_ones", "new_full", "new_empty",
           "scalar_tensor", "empty_strided"), ew.fresh),
     (_ops("where", "masked_fill", "lerp", "addcmul", "addcdiv"), ew.broadcast),
+    # copy(x, src) / x.copy_(src): src broadcast into x's shape; copy_ into a view of a channel
+    # slice (x[:, :k] = conv(x[:, :k]), RealPLKSR) writes src's channels into the slice's
+    (_ops("copy", "copy_"), ew.broadcast),
     (_ops("sym_size", "sym_numel", "sym_stride", "sym_storage_offset", "_assert_tensor_metadata",
           "_assert_scalar", "_assert_async", "_functional_assert_async", "_local_scalar_dense"), ew.ignore),
     # shape ops
@@ -65,6 +68,8 @@ BUILTIN_RULES: list[tuple[list[Any], Rule]] = [
           "unsafe_chunk", "tensor_split"), shape.split),
     (_ops("unbind"), shape.unbind),
     (_ops("slice", "slice_copy"), shape.slice_),
+    (_ops("slice_scatter"), shape.slice_scatter),
+    (_ops("repeat_interleave"), shape.repeat_interleave),
     (_ops("narrow"), shape.narrow),
     (_ops("select", "select_copy"), shape.select),
     (_ops("pixel_shuffle"), shape.pixel_shuffle),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 import torch.fx as fx
 
@@ -262,6 +263,66 @@ def slice_(node: fx.Node, ctx: CouplingContext) -> None:
     ctx.cover(whole)
 
 
+def slice_bounds(start: Any, end: Any, size: int) -> tuple[int, int] | None:
+    """``[start, end)`` of ``x[start:end]`` along a dim of ``size``, clamped as Python clamps a
+    slice; None when a bound is not a literal int (a dynamic bound).
+
+    >>> slice_bounds(None, 4, 16), slice_bounds(-4, None, 16), slice_bounds(2, 2**63 - 1, 16)
+    ((0, 4), (12, 16), (2, 16))
+    """
+    start = 0 if start is None else start
+    end = size if end is None else end
+    if not isinstance(start, int) or not isinstance(end, int):
+        return None
+    start, end = (max(0, min(size, b + size if b < 0 else b)) for b in (start, end))
+    return start, max(start, end)
+
+
+def slice_scatter(node: fx.Node, ctx: CouplingContext) -> None:
+    """``slice_scatter(x, src, dim, start, end)``: ``x`` with ``x[start:end]`` along ``dim`` replaced
+    by ``src`` (what export writes for ``x[:, :k] = f(x[:, :k])``). The output ties to ``x`` index
+    for index, and ``src``'s element j to output element start + j; with both inputs computed from
+    the model input, the output's channels join two producers (as an add does)."""
+    x, src = arg(node, 0, "self"), arg(node, 1, "src")
+    rank = ctx.ndim(x)
+    dim = int(arg(node, 2, "dim", 0)) % rank
+    joining = ctx.is_activation(x) and ctx.is_activation(src)
+    for d in range(rank):
+        ctx.tie(ctx.space(x, d), ctx.space(node, d))
+    _other_dims(ctx, src, None, node, None, dim)
+    whole = ctx.space(node, dim)
+    bounds = None if whole is None else slice_bounds(arg(node, 3, "start"), arg(node, 4, "end"),
+                                                     ctx.spaces[whole].size)
+    if bounds is None or arg(node, 5, "step", 1) != 1:
+        ctx.fix(whole, "slice_scatter with a dynamic bound or a step")
+        ctx.fix(ctx.space(src, dim), "slice_scatter with a dynamic bound or a step")
+        return
+    part = ctx.space(src, dim)
+    if part is None:
+        ctx.tie_offset(None, whole, bounds[0], part_size=ctx.size(src, dim))
+        return
+    k = np.arange(ctx.spaces[part].size)
+    ctx.tie_elements(part, k, whole, k + bounds[0], structural=not joining)
+
+
+def repeat_interleave(node: fx.Node, ctx: CouplingContext) -> None:
+    """``repeat_interleave(x, r, dim)``: output element j along ``dim`` is input element j // r, so
+    dropping input channel c drops output channels [c·r, (c+1)·r). Tensor repeats (one count per
+    element) and ``dim=None`` (flatten first) are fixed."""
+    x = arg(node, 0, "self")
+    repeats, dim = arg(node, 1, "repeats"), arg(node, 2, "dim")
+    if not isinstance(x, fx.Node) or not isinstance(repeats, int) or dim is None:
+        return fix_everything(node, ctx, "repeat_interleave with per-element repeats or without a dim")
+    rank = ctx.ndim(x)
+    dim = int(dim) % rank
+    _other_dims(ctx, x, None, node, None, dim)
+    coarse, fine = ctx.space(x, dim), ctx.space(node, dim)
+    if coarse is None:
+        ctx.cover(fine)  # one element repeated: a broadcast, it ties nothing
+        return
+    ctx.tie_blocks(fine, coarse, repeats)
+
+
 def narrow(node: fx.Node, ctx: CouplingContext) -> None:
     x = arg(node, 0, "self")
     rank = ctx.ndim(x)
@@ -354,5 +415,6 @@ def tiled(node: fx.Node, ctx: CouplingContext) -> None:
 
 __all__ = [
     "cat", "expand", "getitem", "narrow", "pad", "permute", "pixel_shuffle", "pixel_unshuffle",
-    "reshape", "reshape_chunks", "select", "slice_", "split", "stack", "tiled", "transpose", "unbind",
+    "repeat_interleave", "reshape", "reshape_chunks", "select", "slice_", "slice_bounds", "slice_scatter", "split",
+    "stack", "tiled", "transpose", "unbind",
 ]
