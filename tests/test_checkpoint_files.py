@@ -110,7 +110,12 @@ def _cli(*args: str, stubs: bool = True, cwd: Path) -> subprocess.CompletedProce
                           cwd=cwd, timeout=600)
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
+# A CLI compress costs 15-40 s of CPU per architecture (capture, verification at three sizes, two ONNX
+# exports with parity, latency, report); the suite runs the two cheapest, FXPRUNE_SLOW_TESTS=1 all five.
+SLOW = pytest.mark.skipif(not os.environ.get("FXPRUNE_SLOW_TESTS"), reason="set FXPRUNE_SLOW_TESTS=1 (2-4 min)")
+
+
+@pytest.mark.parametrize("arch", ["Compact", "SPAN", *(pytest.param(a, marks=SLOW) for a in ("ESRGAN", "PLKSR", "SwinIR"))])
 def test_compress_cli_takes_a_checkpoint_file(tmp_path: Path, arch: str) -> None:
     net = build(arch)
     file = save(net, tmp_path / f"net{SUFFIX[arch]}")

@@ -387,7 +387,7 @@ def _export_half(model: nn.Module, target: Path, inputs: tuple[torch.Tensor, ...
                  properties: dict[str, str], *, dynamic_hw: bool, opset: int, check: bool,
                  atol_scale: float) -> ExportReport:
     """The fp16 file (see :mod:`fxprune.onnx.half`), checked against the fp32 model."""
-    half, reference = half_copy(model, precision)
+    half, reference = half_copy(model, inputs, precision)
     file_inputs = io_inputs(inputs, precision)
     props = {**properties, "precision": precision.weights, "io_dtype": precision.io}
     written = export_onnx(half, target, file_inputs, dynamic_hw=dynamic_hw, opset=opset, check=False, metadata=props)

@@ -58,8 +58,8 @@ class _Half(nn.Module):
         super().__init__()
         self.model, self.io = model, io
 
-    def forward(self, *inputs: torch.Tensor) -> Any:
-        out = self.model(*(t.half() if t.is_floating_point() else t for t in inputs))
+    def forward(self, x: torch.Tensor) -> Any:  # one named input: the exporter matches dynamic shapes to it
+        out = self.model(x.half())
         return out.to(self.io) if isinstance(out, torch.Tensor) else tuple(t.to(self.io) for t in out)
 
 
@@ -70,15 +70,19 @@ class _Reference(nn.Module):
         super().__init__()
         self.model, self.io = model, io
 
-    def forward(self, *inputs: torch.Tensor) -> Any:
-        out = self.model(*(t.float() if t.is_floating_point() else t for t in inputs))
+    def forward(self, x: torch.Tensor) -> Any:
+        out = self.model(x.float())
         return out.to(self.io) if isinstance(out, torch.Tensor) else tuple(t.to(self.io) for t in out)
 
 
-def half_copy(model: nn.Module, precision: Precision) -> tuple[nn.Module, nn.Module]:
+def half_copy(model: nn.Module, inputs: tuple[torch.Tensor, ...], precision: Precision
+              ) -> tuple[nn.Module, nn.Module]:
     """(what to export: a half copy of ``model`` with I/O in ``precision.io``, the parity check's
     reference: ``model`` itself in fp32, fed and answering in ``precision.io``)."""
     io = DTYPES[precision.io]
+    if len(inputs) != 1 or not inputs[0].is_floating_point():
+        raise ValueError(f"an fp16 export takes a model with one floating-point input (an image); this one takes "
+                         f"{len(inputs)} ({', '.join(str(t.dtype) for t in inputs)}): export it in float32")
     with eval_mode(model):
         half = _Half(copy.deepcopy(model).half(), io).eval()
     return half, _Reference(model, io)
