@@ -215,9 +215,12 @@ class Results:
             return f"dense {self.cfg['channels']} ch"
         return METHODS[run["method"]]
 
+    def dense(self) -> dict | None:
+        return next((r for r in self.runs.values() if r["method"] == "dense"), None)
+
     def fraction(self, run: dict) -> float | None:
         """The run's MACs over the dense model's (None until the dense run is in)."""
-        dense = self.runs.get("dense")
+        dense = self.dense()
         return run["macs"] / dense["macs"] if dense else None
 
     def settings(self) -> list[tuple[str, float, list[dict]]]:
@@ -234,7 +237,7 @@ class Results:
 
     def rows(self) -> list[Row]:
         """The compressed settings as :class:`sls_reading.Row` (empty until the dense run is in)."""
-        if "dense" not in self.runs:
+        if self.dense() is None:
             return []
         return [Row(method, METHODS[method], budget, [self.fraction(r) for r in runs], [r["psnr"] for r in runs],
                     seeds=[r["seed"] for r in runs]) for method, budget, runs in self.settings() if method != "dense"]
@@ -252,7 +255,7 @@ class Results:
             first = runs[0] if runs[0]["seed"] == 0 else {}
             size = (f"{first['bytes']:,}" + (f" ({first['bytes_compact']:,})" if "bytes_compact" in first else "")
                     if "bytes" in first else "")
-            fractions = [self.fraction(r) for r in runs] if "dense" in self.runs else []
+            fractions = [self.fraction(r) for r in runs] if self.dense() else []
             cells = [self.label(runs[0]), "" if method == "dense" else f"{budget:g}", str(len(runs)),
                      pm(fractions, 4) if fractions else "", pm([r["psnr"] for r in runs], 3),
                      pm([r["ssim"] for r in runs], 4), f"{runs[0]['params']:,}",
