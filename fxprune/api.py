@@ -11,8 +11,10 @@ from torch import nn
 from .analysis import check_example_inputs
 from .errors import SpecError
 from .methods import Method, Pruner, method_for
-from .record import check_prepared
+from .counting import count_macs, count_params
+from .record import StageCost, check_prepared, record_of
 from .spec import Spec
+from .trace import as_inputs
 from .train import TrainConfig, check_task, infer_scale, train_model
 from .verify import verify_sizes
 
@@ -90,10 +92,25 @@ def compress(
     check_example_inputs(model, example_inputs)
     if isinstance(spec, (list, tuple)):
         return compress_stages(model, spec, example_inputs, train)
+    small = _compress_one(model, spec, example_inputs, train)
+    return _measured(small, model, as_inputs(example_inputs))
+
+
+def _compress_one(model: nn.Module, spec: Spec | Mapping[str, Any], example_inputs: Any,
+                  train: TrainConfig | None) -> fx.GraphModule:
     spec = as_spec(spec)
     if train is not None and not isinstance(train, TrainConfig):
         raise TypeError(f"train must be a fxprune.TrainConfig, got {type(train).__name__}")
     return _compress_method(method_for(spec), model, spec, example_inputs, train)
+
+
+def _measured(small: fx.GraphModule, before: nn.Module | tuple[int, int], inputs: tuple[Any, ...]) -> fx.GraphModule:
+    """``small`` with its record's cost: its MACs and params and those of its input (``before``: the
+    input model, or its (MACs, params) when already counted)."""
+    if isinstance(before, nn.Module):
+        before = (count_macs(before, inputs), count_params(before))
+    record_of(small).cost = StageCost(count_macs(small, inputs), count_params(small), *before)
+    return small
 
 
 def _compress_method(method: Method, model: nn.Module, spec: Spec, example_inputs: Any,
@@ -155,10 +172,6 @@ def compress_stages(model: nn.Module, specs: list | tuple, example_inputs: Any,
     >>> [round(s["macs_of_original"], 3) for s in small.meta["fxprune"]["stages"]]
     [0.263, 0.085]
     """
-    from .counting import count_macs, count_params
-    from .record import StageCost, record_of
-    from .trace import as_inputs
-
     if not specs:
         raise SpecError("stages", "give at least one spec")
     inputs = as_inputs(example_inputs)
@@ -166,11 +179,9 @@ def compress_stages(model: nn.Module, specs: list | tuple, example_inputs: Any,
     before = (count_macs(model, inputs), count_params(model))
     for index, stage in enumerate(specs):
         try:
-            current = compress(current, as_spec(stage), inputs, train)
+            current = _measured(_compress_one(current, stage, inputs, train), before, inputs)
         except SpecError as error:
             raise SpecError(f"stages[{index}].{error.field}", error.message, value=error.value,
                             owners=error.owners) from error
-        after = (count_macs(current, inputs), count_params(current))
-        record_of(current).cost = StageCost(*after, *before)
-        before = after
+        before = (record_of(current).cost.macs, record_of(current).cost.params)
     return current

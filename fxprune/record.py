@@ -59,7 +59,8 @@ class StageRecord(Mapping):
     macs: dict[str, int] | None = None  # an N:M method's own count: {"dense", "sparse"}
     latency: dict[str, Any] | None = None  # the latency plan (Spec.latency)
     train: dict[str, Any] | None = None  # the built-in loop's log
-    cost: StageCost | None = None  # measured by compress for every stage of a list of specs
+    cost: StageCost | None = None  # measured by compress for its result (every stage of a list of specs)
+    outcome: dict[str, Any] | None = None  # requested vs achieved pruning (fxprune.selection.request_outcome)
     source: dict[str, Any] | None = None  # the checkpoint file it came from (fxprune.checkpoint_files.CheckpointInfo)
     history: list[StageRecord] = field(default_factory=list)  # earlier stages, oldest first
     extra: dict[str, Any] = field(default_factory=dict)  # keys of a newer fxprune's file, kept as read
@@ -106,7 +107,8 @@ class StageRecord(Mapping):
 
     def stages(self) -> list[dict[str, Any]]:
         """Per stage: method, spec, MACs and params, and their fractions of the stage's input and of
-        the original model (None where a stage was not measured)."""
+        the original model (None where a stage was not measured); for a channel stage, the ratio it
+        requested and the ratio it achieved (else None)."""
         chain = self.chain()
         first = chain[0].cost
         rows = []
@@ -118,6 +120,8 @@ class StageRecord(Mapping):
                 value = getattr(cost, name) if cost else None
                 row[f"{name}_of_input"] = _fraction(value, getattr(cost, f"input_{name}") if cost else None)
                 row[f"{name}_of_original"] = _fraction(value, getattr(first, f"input_{name}") if first else None)
+            outcome = record.outcome or {}
+            row["requested_ratio"], row["achieved_ratio"] = outcome.get("requested_ratio"), outcome.get("achieved_ratio")
             rows.append(row)
         return rows
 

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable, Iterator, Mapping
 
 import numpy as np
 import torch
 import torch.fx as fx
 
-from .errors import SpecError
+from .errors import RequestUndoneWarning, SpecError
 from .graph import ChannelGraph, Group
 from .spec import Spec
 
@@ -124,6 +125,21 @@ def _skipping_override(graph: ChannelGraph, spec: Spec, group: Group) -> str | N
     return None
 
 
+NO_RULE = "no coupling rule for "  # how the analysis words a fix for an op without a rule
+
+
+def _no_rule_fixes(graph: ChannelGraph, group: Group) -> str | None:
+    """What fixed units of ``group`` for want of a coupling rule, with how to register one; else None."""
+    ops = [reason[len(NO_RULE):] for reason in group.fixed_reasons if reason.startswith(NO_RULE)]
+    if not ops:
+        return None
+    nodes = {op: [d.node for d in graph.diagnostics if d.target == op] for op in ops}
+    where = "; ".join(f"{op} (node {', '.join(nodes[op]) or '?'})" for op in ops)
+    return (f"{group.channels - group.prunable} of its {group.channels} units are fixed because no coupling rule "
+            f"covers {where}; teach fxprune with fxprune.register_coupling({ops[0]!r}, rule) "
+            f"(rules in fxprune.coupling, e.g. rules_elementwise.identity for an elementwise op) to prune them")
+
+
 def explain_group(graph: ChannelGraph, spec: Spec, group: Group, ratio: float | None = None) -> str | None:
     """Why ``group`` keeps every unit under ``spec`` (None when it does lose some).
 
@@ -134,7 +150,8 @@ def explain_group(graph: ChannelGraph, spec: Spec, group: Group, ratio: float | 
     """
     head = f"group {group.id} ({group.channels} units: {', '.join(group.producers) or 'no producer'})"
     if group.prunable == 0:
-        return f"{head}: fixed ({'; '.join(group.fixed_reasons) or 'no unit may be dropped'})"
+        no_rule = _no_rule_fixes(graph, group)
+        return f"{head}: fixed ({no_rule or '; '.join(group.fixed_reasons) or 'no unit may be dropped'})"
     settings = group_settings(graph, spec, group)
     if settings is None:
         return f"{head}: {_skipping_override(graph, spec, group) or 'skipped by an override'}"
@@ -172,6 +189,100 @@ def explain_no_pruning(graph: ChannelGraph, spec: Spec, ratio: float | None = No
 def nothing_pruned(where: str, graph: ChannelGraph, spec: Spec, ratio: float | None = None) -> str:
     """The warning for a spec that prunes nothing: one line per group with the cause that applied."""
     return f"{where}: no group loses any channel with this spec:\n  " + "\n  ".join(explain_no_pruning(graph, spec, ratio))
+
+
+def _requested_ratio(graph: ChannelGraph, spec: Spec, group: Group, ratio: float | None) -> float:
+    """The ratio ``spec`` asks of ``group`` (0 where an override skips it)."""
+    settings = group_settings(graph, spec, group)
+    if settings is None:
+        return 0.0
+    return settings[0] if settings[0] is not None else (spec.ratio if ratio is None else ratio)
+
+
+def _dropped(keep: Mapping[int, np.ndarray], group: Group) -> int:
+    return int((~np.asarray(keep[group.id], bool)).sum()) if group.id in keep else 0
+
+
+def _asking_override(graph: ChannelGraph, spec: Spec, group: Group) -> str | None:
+    """The override key that sets the ratio of a producer of ``group`` (None when none does)."""
+    for module in group.producers:
+        for key, value in spec._matching(module, graph.module_types.get(module)):
+            if value is not None and "ratio" in value:
+                return key
+    return None
+
+
+def undone_groups(graph: ChannelGraph, spec: Spec, keep: Mapping[int, np.ndarray],
+                  ratio: float | None = None) -> dict[int, str]:
+    """Group id -> why: the groups whose pruning request ``keep`` does not carry out.
+
+    A group is undone when the spec asks it for a ratio above 0 and it keeps every unit anyway
+    (rounding, a ratio below one unit, an override whose ratio rounds away), or when units of it
+    are fixed only because an op has no coupling rule. Groups an override skips, groups fixed by
+    the model's input or output, and (with a latency budget, which picks counts itself) groups
+    kept whole by the plan are not requests undone. ``ratio``: the global ratio a MAC budget found.
+
+    >>> import torch, fxprune
+    >>> from fxprune.models import build
+    >>> graph = fxprune.analyze(build("edsr", blocks=1, channels=16), torch.randn(1, 3, 8, 8))
+    >>> spec = fxprune.Spec(ratio=0.5, round_to=8, overrides={"body.0.conv1": {"ratio": 0.3}})
+    >>> for gid, why in undone_groups(graph, spec, plan_keep(graph, spec)).items():
+    ...     print(gid, why)
+    1 group 1 (16 units: body.0.conv1): overrides['body.0.conv1'] asks for ratio 0.3, but round_to=8 rounds the 12 kept units back up to 16; round_to=4 would prune it
+    """
+    undone: dict[int, str] = {}
+    for group in graph.groups:
+        if _requested_ratio(graph, spec, group, ratio) <= 0:
+            continue
+        no_rule = _no_rule_fixes(graph, group)
+        head = f"group {group.id} ({group.channels} units: {', '.join(group.producers) or 'no producer'})"
+        if no_rule is not None:
+            undone[group.id] = f"{head}: {no_rule}"
+        elif group.prunable and not _dropped(keep, group) and spec.latency is None:
+            why = explain_group(graph, spec, group, ratio) or f"{head}: keeps every unit"
+            key = _asking_override(graph, spec, group)
+            if key is not None:
+                requested = _requested_ratio(graph, spec, group, ratio)
+                why = why.replace(f"{head}: ", f"{head}: overrides[{key!r}] asks for ratio {requested:g}, but ", 1)
+            undone[group.id] = why
+    return undone
+
+
+def request_outcome(graph: ChannelGraph, spec: Spec, keep: Mapping[int, np.ndarray],
+                    ratio: float | None = None) -> dict[str, object]:
+    """Requested vs achieved pruning of a keep plan, for the stage record.
+
+    ``requested_ratio`` and ``achieved_ratio`` are averages over the units the spec could ask for
+    (prunable units, and units fixed only for want of a coupling rule), weighted by units: the
+    ratio each group was asked for, and the fraction it dropped. ``requested_ratio`` is None with
+    a latency budget (it asks for counts, not ratios); ``undone`` lists :func:`undone_groups`.
+    """
+    askable = requested = dropped = 0.0
+    for group in graph.groups:
+        units = group.channels if _no_rule_fixes(graph, group) else group.prunable
+        askable += units
+        requested += units * _requested_ratio(graph, spec, group, ratio)
+        dropped += _dropped(keep, group)
+    return {
+        "requested_ratio": None if spec.latency is not None else (requested / askable if askable else 0.0),
+        "achieved_ratio": dropped / askable if askable else 0.0,
+        "macs_budget": spec.macs,
+        "latency_budget": spec.latency,
+        "undone": list(undone_groups(graph, spec, keep, ratio).values()),
+    }
+
+
+def warn_undone(where: str, graph: ChannelGraph, spec: Spec, keep: Mapping[int, np.ndarray],
+                ratio: float | None = None, *, note: str = "", stacklevel: int = 2) -> None:
+    """Warn (:class:`~fxprune.errors.RequestUndoneWarning`) about requests ``keep`` does not carry
+    out: one warning naming every group's cause when nothing is pruned, else one per undone group
+    (:func:`undone_groups`). ``stacklevel`` counts from the caller of this function."""
+    if not any(_dropped(keep, g) for g in graph.groups):
+        text = nothing_pruned(where, graph, spec, ratio)
+        warnings.warn(text + (f"\n{note}" if note else ""), RequestUndoneWarning, stacklevel=stacklevel + 1)
+        return
+    for why in undone_groups(graph, spec, keep, ratio).values():
+        warnings.warn(f"{where}: {why}", RequestUndoneWarning, stacklevel=stacklevel + 1)
 
 
 def kept_indices(graph: ChannelGraph, keep: Mapping[int, np.ndarray]) -> dict[SizeKey, np.ndarray]:

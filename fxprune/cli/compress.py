@@ -150,11 +150,28 @@ def finish(
             notes.append(f"bicubic upscaling on the same images: {floor['psnr']:.2f} dB / {floor['ssim']:.4f}")
     report = write_report(out, record, stats[0], stats[1], tuple(x.shape[-2:]), name, files=files, notes=notes)
     print("\n".join(comparison_table(stats[0], stats[1], tuple(x.shape[-2:]))))
+    print("\n".join(outcome_lines(record)))
     if len(record.get("stages") or ()) > 1:
         print("\n".join(stage_table(record["stages"])))
     print("\n".join(notes))
     print(f"\nwrote {report}, {out / 'model.onnx'}, {out / 'model.pt2'}, {out / 'coupled.html'}")
     return stats[1]
+
+
+def outcome_lines(record: Any) -> list[str]:
+    """Per channel stage: the ratio requested and achieved, its MACs, and each request undone."""
+    lines = []
+    for number, stage in enumerate(record.chain(), 1):
+        outcome = stage.outcome
+        if not outcome:
+            continue
+        requested = outcome.get("requested_ratio")
+        asked = f"requested ratio {requested:.3f}, " if requested is not None else ""
+        macs = f"; MACs {stage.cost.macs / stage.cost.input_macs:.3f} of its input" if stage.cost and stage.cost.input_macs else ""
+        lines.append(f"stage {number} ({stage.method}): {asked}achieved {outcome['achieved_ratio']:.3f} of the "
+                     f"prunable units{macs}")
+        lines += [f"  not done: {why}" for why in outcome.get("undone") or ()]
+    return lines
 
 
 def _needs_training(spec: Spec | list[Spec], args: argparse.Namespace, section: dict[str, Any]) -> bool:

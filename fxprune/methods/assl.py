@@ -35,7 +35,7 @@ from ..passes import pipeline
 from ..passes.insert_assl_gates import InsertAsslGates
 from ..record import mark_prepared, stamp
 from ..schedule import AsslSchedule
-from ..selection import CHANNEL_FIELDS, nothing_pruned, plan_keep
+from ..selection import CHANNEL_FIELDS, plan_keep, request_outcome, warn_undone
 from ..spec import Spec, check_choice, check_count, check_positive
 from ..verify import verify_sliced
 from .assl_penalty import GatedGroup, gate_scores, si_penalty, ssa_loss
@@ -285,7 +285,8 @@ class AsslPruner(Pruner):
         sliced = pipeline("fold_and_slice", slice_channels={"graph": self.graph, "keep": self.keep()})(gm).gm
         small = enable_train_eval(sliced, mode=False)
         verify_sliced(small, self.model, self.graph, self.keep(), where="convert")
-        return stamp(small, self.graph, self.keep(), self.spec, steps=self.step_count)
+        return stamp(small, self.graph, self.keep(), self.spec, steps=self.step_count,
+                     outcome=request_outcome(self.graph, self.spec, self.keep()))
 
     def __repr__(self) -> str:
         return (f"AsslPruner({len(self.groups)} gated groups, step {self.step_count}/{self.schedule.total}, "
@@ -316,8 +317,8 @@ def prepare_assl(model: nn.Module, spec: Spec, example_inputs: Any) -> AsslPrune
             continue
         units = [graph.unit_index(group, members[(s.param, s.dim)]) for s in sites]
         groups.append(GatedGroup(gid, group.kind == "coupled", group.channels, sites, units))
-    if not groups:
-        warnings.warn(nothing_pruned("fxprune.prepare", graph, spec) + "\ntraining will not prune anything", stacklevel=3)
+    warn_undone("fxprune.prepare", graph, spec, plan if groups else {}, note="training will not prune anything",
+                stacklevel=3)
     mark_prepared(gm, graph, spec)
     unimportant = from_rank0({g.gid: ~plan[g.gid] for g in groups})
     return AsslPruner(graph, spec, gm, groups, unimportant)

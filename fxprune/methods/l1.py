@@ -19,7 +19,6 @@ asks for it. There is no pruner, so ``fxprune.prepare`` refuses it.
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,7 @@ from ..graph import ChannelGraph
 from ..latency import LatencyModel, LatencyPlan, plan_for_latency
 from ..passes.slice_channels import slice_channels
 from ..record import stamp
-from ..selection import CHANNEL_FIELDS, nothing_pruned, plan_keep
+from ..selection import CHANNEL_FIELDS, plan_keep, request_outcome, warn_undone
 from ..spec import Spec
 from ..verify import verify_sliced
 from .base import Method, register_method
@@ -62,9 +61,8 @@ def compress_l1(model: nn.Module, spec: Spec, example_inputs: Any) -> fx.GraphMo
     """Pick the units by L1 norm (under the ratio, MAC or latency budget), slice, stamp and verify."""
     graph = analyze(model, example_inputs)
     keep, ratio, budget = plan_l1(graph, spec, example_inputs)
-    if not keep:  # stacklevel: the caller of fxprune.compress
-        warnings.warn(nothing_pruned("fxprune.compress", graph, spec, ratio), stacklevel=4)
-    small = stamp(slice_channels(graph, keep), graph, keep, spec)
+    warn_undone("fxprune.compress", graph, spec, keep, ratio, stacklevel=5)  # 5: the caller of fxprune.compress
+    small = stamp(slice_channels(graph, keep), graph, keep, spec, outcome=request_outcome(graph, spec, keep, ratio))
     if budget is not None:
         small.meta["fxprune"]["latency"] = budget.summary()
     verify_sliced(small, graph.gm, graph, keep, example_inputs)
