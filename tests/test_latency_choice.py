@@ -54,6 +54,36 @@ def test_a_target_below_every_plan_names_the_smallest_latency():
         choose_counts(OPTIONS, lambda g, c: LOSS[g][c], _latency, 16.5)
 
 
+def test_one_large_step_goes_before_several_cheaper_small_ones():
+    """Per ms saved, not per step: E loses 3 for 10 ms (.3/ms), F 1 for 2 ms (.5/ms), G 1.5 for 2 ms
+    (.75/ms). To save 4 of 18 ms, E alone (loss 3) is taken, not F and G (loss 2.5)."""
+    times = {"E": {8: 12.0, 4: 2.0}, "F": {8: 3.0, 4: 1.0}, "G": {8: 3.0, 4: 1.0}}
+    loss = {"E": {8: 0.0, 4: 3.0}, "F": {8: 0.0, 4: 1.0}, "G": {8: 0.0, 4: 1.5}}
+    got = choose_counts({g: [8, 4] for g in times}, lambda g, c: loss[g][c],
+                        lambda counts: sum(times[g][c] for g, c in counts.items()), 14.0)
+    assert got == {"E": 4, "F": 8, "G": 8}
+
+
+def test_a_step_is_judged_by_the_loss_it_adds():
+    """H's first step loses 3 for 6 ms, its second only 0.2 more for 1 ms (.2/ms, though H's total
+    is then 3.2); K's step loses 1 for 1 ms. From 9 ms (H at 4) to the 8.5 ms target: H's second step."""
+    times = {"H": {8: 10.0, 4: 4.0, 2: 3.0}, "K": {8: 5.0, 4: 4.0}}
+    loss = {"H": {8: 0.0, 4: 3.0, 2: 3.2}, "K": {8: 0.0, 4: 1.0}}
+    got = choose_counts({"H": [8, 4, 2], "K": [8, 4]}, lambda g, c: loss[g][c],
+                        lambda counts: sum(times[g][c] for g, c in counts.items()), 8.5)
+    assert got == {"H": 2, "K": 8}
+
+
+def test_the_give_back_regains_the_most_loss_first():
+    """X (1 lost for 6 ms), Y (2 for 5), Z (4 for 8) are all taken: 11 ms, under the 17 ms target.
+    X alone (17 ms) or Y alone (16 ms) fits back, not both: Y regains more."""
+    times = {"X": {8: 10.0, 4: 4.0}, "Y": {8: 10.0, 4: 5.0}, "Z": {8: 10.0, 4: 2.0}}
+    loss = {"X": {8: 0.0, 4: 1.0}, "Y": {8: 0.0, 4: 2.0}, "Z": {8: 0.0, 4: 4.0}}
+    got = choose_counts({g: [8, 4] for g in times}, lambda g, c: loss[g][c],
+                        lambda counts: sum(times[g][c] for g, c in counts.items()), 17.0)
+    assert got == {"X": 4, "Y": 8, "Z": 4}
+
+
 # ---------------------------------------------------------------------------------------- correction
 class _Two(nn.Module):
     def __init__(self) -> None:
@@ -123,3 +153,14 @@ def test_without_measure_rounds_the_prediction_is_trusted(graph, tmp_path, monke
     plan = choose_module.plan_for_latency(graph, fxprune.Spec(latency=0.7, round_to=4), X,
                                           model=_pinned_model(graph, tmp_path), measure_rounds=0)
     assert timed == [] and plan.counts == {0: 8} and plan.measured_fraction is None
+
+
+def test_of_two_plans_under_the_target_the_larger_is_kept(graph, tmp_path, monkeypatch):
+    """Target 0.7. 8 channels measure 0.40 → goal 0.7 · 0.052 / 0.40 = 0.091 ms → 12 channels
+    (0.076), measure 0.55 → goal 0.7 · 0.076 / 0.55 = 0.0967 ms → 12 again: stop. Neither is
+    within 5% of 0.7; both are under it, and 12 channels is the larger."""
+    timed = _pin_measurements(monkeypatch, {16: 1.0, 12: 0.55, 8: 0.40, 4: 0.2})
+    plan = choose_module.plan_for_latency(graph, fxprune.Spec(latency=0.7, round_to=4), X,
+                                          model=_pinned_model(graph, tmp_path))
+    assert timed == [8, 12]
+    assert plan.counts == {0: 12} and plan.measured_fraction == pytest.approx(0.55)
