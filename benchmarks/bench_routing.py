@@ -346,7 +346,7 @@ class Report:
         cfg = self.cfg
         status = "" if self.done else " **(run in progress: the section so far)**"
         out = [run_line(datetime.date.today().isoformat() + (" (--quick)" if self.args.quick else ""), 1, self.clock)
-               + status, "",
+               + f" Training and sweeps used {self.args.threads} torch thread(s)." + status, "",
                f"- **Dense**: EDSR {cfg['blocks']}x{cfg['channels']} x{SCALE}, light upsampler; "
                + ("the shipped trained weights (`fxprune.weights.pretrained`)." if cfg["pretrained"] else
                   "untrained (--quick)."),
