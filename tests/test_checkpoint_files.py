@@ -50,6 +50,20 @@ def test_span_is_fused_to_its_eval_form_and_captures(tmp_path: Path) -> None:
         torch.testing.assert_close(gm(x), net(x), atol=1e-5, rtol=1e-4)
 
 
+def test_a_fused_block_with_its_activation_computes_what_the_block_did() -> None:
+    from spandrel.architectures.SPAN.__arch.span import Conv3XC
+
+    from fxprune.checkpoint_files import FusedConv, _fuse_eval_time_weights
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(Conv3XC(3, 4, gain1=2, relu=True), torch.nn.Conv2d(4, 4, 1)).eval()
+    x = torch.randn(1, 3, 9, 9)
+    with torch.no_grad():
+        expected = net(x)
+        assert _fuse_eval_time_weights(net) == ("0",) and isinstance(net[0], FusedConv)
+        torch.testing.assert_close(net(x), expected, atol=1e-5, rtol=1e-4)
+
+
 def test_bad_files_get_one_line_naming_what_was_found(tmp_path: Path) -> None:
     (tmp_path / "bad.pth").write_text("not a checkpoint")
     with pytest.raises(CheckpointError, match=r"'.*bad.pth' is not a readable \.pth state dict"):
