@@ -257,7 +257,10 @@ def loader_for(config: TrainConfig, scale: int, steps: int, start: int = 0) -> D
         patch_size=config.patch_size, length=max(1, steps) * config.batch_size, seed=config.seed, sigma=config.sigma,
     )
     batches = StepBatches(len(dataset), config.batch_size, config.seed, start)
-    return DataLoader(dataset, batch_sampler=batches, num_workers=config.workers)
+    # its own generator: iter() draws a base seed, which from torch's global RNG would shift a
+    # resumed run's random state (restored just before) by one draw, so dropout masks would differ
+    return DataLoader(dataset, batch_sampler=batches, num_workers=config.workers,
+                      generator=torch.Generator().manual_seed(config.seed))
 
 
 def validation_pairs(config: TrainConfig, scale: int) -> list | None:
