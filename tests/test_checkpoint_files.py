@@ -161,3 +161,17 @@ def test_cli_checkpoint_errors(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "needs spandrel, which fails to import" in done.stderr and "pip install 'fxprune[spandrel]'" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_export_cli_takes_a_checkpoint_file(tmp_path: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    save(build("Compact"), tmp_path / "c.pth")
+    done = _cli("export", "c.pth", "--half", "--static", "--opset", "18", "-o", "c.onnx", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "static height/width, float16 (I/O float16)" in done.stdout
+    session = ort.InferenceSession(str(tmp_path / "c.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == [1, 3, 32, 32] and session.get_inputs()[0].type == "tensor(float16)"
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "c.onnx")).metadata_props}
+    assert (props["architecture"], props["scale"], props["precision"]) == ("Compact", "2", "float16")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FxpruneError
+from ..checkpoint_files import is_checkpoint_file
 from .args import build_from_args, is_saved_model, model_arguments
 from .route import routed_infer  # routed models take β (fxprune route)
 
@@ -71,7 +72,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..onnx import OnnxExportError, export_onnx
 
     try:
-        saved = read_metadata(args.model) if is_saved_model(args.model) else None
+        saved = (read_metadata(args.model) if is_saved_model(args.model) and not is_checkpoint_file(args.model)
+                 else None)  # a .pth/.safetensors checkpoint's example size comes from its architecture
         if saved is not None and not saved.get("dynamic_hw", True) and not args.static:
             print(f"note: '{args.model}' was saved with a static height/width; exporting with --static")
             args.static = True
