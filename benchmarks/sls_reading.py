@@ -8,7 +8,7 @@ dense MACs); a row "uses" its budget only when its MAC fraction is within ``tole
 >>> rows = [Row("sls", "SLS", 0.25, [0.248, 0.246], [33.80, 33.82]),
 ...         Row("nm_matched", "one-shot N:M, N per layer", 0.25, [0.247, 0.245], [33.77, 33.79])]
 >>> print("\\n".join(reading(rows, tolerance=0.005)))    # doctest: +NORMALIZE_WHITESPACE
-- Budget 0.25: SLS 33.810 ± 0.014 dB vs one-shot N:M, N per layer 33.780 ± 0.014 dB at equal MACs (0.247 vs 0.246 of dense): +0.030 dB (paired over 2 seeds: +0.030 ± 0.000); the paper's direction (SLS ≥ one-shot, +0.01 to +0.24 dB on Urban100 ×4) holds here.
+- Budget 0.25: SLS 33.810 ± 0.014 dB vs one-shot N:M, N per layer 33.780 ± 0.014 dB at equal MACs (0.247 vs 0.246 of dense): +0.030 dB (paired over 2 seeds: +0.030 ± 0.000); the paper's direction (SLS ≥ one-shot, +0.01 to +0.24 dB on Urban100 ×4): holds here.
 - Budget 0.25, MACs: every N:M row uses the budget (MAC fraction within 0.005 of 0.25).
 - MAC fraction 0.246–0.247 (rows within 0.005 of each other), measured order (dB): SLS 33.81 > one-shot N:M, N per layer 33.78.
 """
@@ -72,11 +72,11 @@ def _versus(a: Row, b: Row, budget: float, tolerance: float) -> str:
     pairs = (f" (paired over {len(paired)} seeds: {statistics.fmean(paired):+.3f} ± {spread(paired):.3f})"
              if len(paired) > 1 else "")
     if len(paired) > 1 and abs(statistics.fmean(paired)) <= spread(paired):
-        verdict = "within the seed spread: no direction shown"
+        verdict = "within the seed spread, no direction shown"
     else:
         verdict = "holds here" if diff >= 0 else "does NOT hold here"
     return (f"{head} at equal MACs ({a.mac_mean:.3f} vs {b.mac_mean:.3f} of dense): {diff:+.3f} dB{pairs}; "
-            f"{PAPER} {verdict}.")
+            f"{PAPER}: {verdict}.")
 
 
 def _budget_use(rows: Sequence[Row], budget: float, tolerance: float) -> str | None:

@@ -76,7 +76,7 @@ def test_a_difference_inside_the_seed_spread_claims_no_direction(sr):
     rows = [sr.Row("sls", "SLS", 0.125, [0.12, 0.12, 0.12], [33.0, 33.3, 33.1], seeds=[0, 1, 2]),
             sr.Row("nm_matched", "matched", 0.125, [0.12, 0.12, 0.12], [33.2, 33.0, 33.1], seeds=[0, 1, 2])]
     line = sr.reading(rows, TOL)[0]
-    assert "paired over 3 seeds: +0.033 ± 0.252" in line and "within the seed spread: no direction shown" in line
+    assert "paired over 3 seeds: +0.033 ± 0.252" in line and "within the seed spread, no direction shown" in line
 
 
 def test_rows_of_other_budgets_at_the_same_cost_are_ordered_together(sr):
