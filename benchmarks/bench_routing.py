@@ -101,27 +101,31 @@ def macs_per_pixel(module: nn.Module) -> float:
 
 def make_variants(cfg: dict, dense: nn.Module, cache: Path | None, clock: Clock) -> list[Variant]:
     """One-shot L1 variants distilled from ``dense`` on the training split (cached by settings when ``cache``)."""
+    torch.manual_seed(0)
     x = torch.rand(1, 3, 24, 24)
     specs = {f"l1-{r}": fxprune.Spec(method="l1", ratio=r, round_to=cfg["round_to"]) for r in cfg["ratios"]}
     train_imgs = demo_images("train")
-    variants = []
-    for name, spec in specs.items():
-        key = (f"{name}_{cfg['blocks']}x{cfg['channels']}_{cfg['distill_steps']}s_{cfg['distill_lr']}_"
-               f"{cfg['distill_patch']}p{cfg['distill_batch']}b_hr{cfg['hr_weight']}.pt")
-        if cache is not None and (cache / key).exists():
-            variants.append(Variant(name, torch.load(cache / key, weights_only=False), vars(spec)))
-            log(clock, f"{name}: loaded {cache / key}")
-            continue
-        (variant,) = build_variants(dense, {name: spec}, (x,), train=None, fallback=None)
-        distill(variant.module, dense, train_imgs, steps=cfg["distill_steps"], scale=SCALE, lr=cfg["distill_lr"],
-                patch=cfg["distill_patch"], batch=cfg["distill_batch"], hr_weight=cfg["hr_weight"])
-        for p in variant.module.parameters():
+    variants = build_variants(dense, specs, (x,), train=None, fallback=None)
+    keys = [cache / (f"{v.name}_{cfg['blocks']}x{cfg['channels']}_{cfg['distill_steps']}s_{cfg['distill_lr']}_"
+                     f"{cfg['distill_patch']}p{cfg['distill_batch']}b_hr{cfg['hr_weight']}.pt") if cache else None
+            for v in variants]
+    if all(k is not None and k.exists() for k in keys):   # a GraphModule does not unpickle: its weights only
+        for v, k in zip(variants, keys):
+            v.module.load_state_dict(torch.load(k))
+        log(clock, f"variants loaded from {cache}")
+    else:
+        # the teacher runs once per batch for all variants (the same batches)
+        distill([v.module for v in variants], dense, train_imgs, steps=cfg["distill_steps"], scale=SCALE,
+                lr=cfg["distill_lr"], patch=cfg["distill_patch"], batch=cfg["distill_batch"],
+                hr_weight=cfg["hr_weight"])
+        log(clock, f"variants distilled {cfg['distill_steps']} steps")
+        for v, k in zip(variants, keys):
+            if k is not None:
+                k.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(v.module.state_dict(), k)
+    for v in variants:
+        for p in v.module.parameters():
             p.requires_grad_(False)
-        if cache is not None:
-            cache.mkdir(parents=True, exist_ok=True)
-            torch.save(variant.module, cache / key)
-        variants.append(variant)
-        log(clock, f"{name}: distilled {cfg['distill_steps']} steps")
     return variants
 
 

@@ -145,3 +145,19 @@ def test_distill_steps_zero_changes_nothing_and_bad_settings_are_named():
         distill(student, teacher, [], steps=1, hr_weight=1.5)
     with pytest.raises(RoutingError, match="steps"):
         distill(student, teacher, [], steps=-1)
+
+
+def test_distilling_several_students_at_once_equals_one_at_a_time():
+    import copy
+
+    torch.manual_seed(1)
+    teacher = build("edsr", blocks=1, channels=8, scale=2).eval()
+    a, b = build("edsr", blocks=1, channels=8, scale=2), build("edsr", blocks=1, channels=4, scale=2)
+    alone = copy.deepcopy(a)
+    images = [np.random.default_rng(3).integers(0, 256, (40, 40, 3), dtype=np.uint8)]
+    settings_ = dict(steps=5, patch=8, batch=2, lr=1e-3)
+    assert distill([a, b], teacher, images, **settings_) == [a, b]
+    distill(alone, teacher, images, **settings_)
+    for (name, value), other in zip(a.state_dict().items(), alone.state_dict().values()):
+        torch.testing.assert_close(value, other, rtol=1e-6, atol=1e-7, msg=name)
+    assert not b.training

@@ -21,14 +21,16 @@ from .variants import RoutingError
 __all__ = ["distill"]
 
 
-def distill(student: nn.Module, teacher: nn.Module, images: Sequence[np.ndarray], *, steps: int, scale: int = 2,
-            lr: float = 5e-4, patch: int = 24, batch: int = 8, hr_weight: float = 0.5, seed: int = 0,
-            device: str | torch.device = "cpu") -> nn.Module:
+def distill(student: nn.Module | Sequence[nn.Module], teacher: nn.Module, images: Sequence[np.ndarray], *, steps: int,
+            scale: int = 2, lr: float = 5e-4, patch: int = 24, batch: int = 8, hr_weight: float = 0.5, seed: int = 0,
+            device: str | torch.device = "cpu") -> nn.Module | list[nn.Module]:
     """Train ``student`` in place for ``steps`` Adam steps on random ``patch`` px LR crops of ``images``
     (bicubic ×``scale``), lr falling along half a cosine to 0; return it in eval mode.
 
     The loss is ``hr_weight`` times the L1 to the HR crop plus ``1 - hr_weight`` times the L1 to
-    ``teacher``'s output (run without gradients). ``steps = 0`` returns the student untouched.
+    ``teacher``'s output (run without gradients). ``steps = 0`` returns the student untouched. A list
+    of students trains each on the same batches (the teacher runs once per batch; each student has
+    its own optimizer) and returns the list.
 
     >>> from fxprune.models import build
     >>> t = build("edsr", blocks=1, channels=8).eval()
@@ -45,22 +47,28 @@ def distill(student: nn.Module, teacher: nn.Module, images: Sequence[np.ndarray]
     if not lr > 0:
         raise RoutingError(f"distill: lr must be > 0, got {lr!r}")
     device = torch.device(device)
-    student.to(device).train()
+    students = list(student) if isinstance(student, Sequence) else [student]
+    for s in students:
+        s.to(device).train()
     teacher.to(device).eval()
-    if steps == 0:
-        return student.eval()
-    data = RestorationDataset(list(images), task="sr", scale=scale, patch_size=patch, length=steps * batch, seed=seed)
-    optimizer = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
-    for step in range(steps):
-        lrs, hrs = zip(*(data[step * batch + i] for i in range(batch)))
-        x, y = torch.stack(lrs).to(device), torch.stack(hrs).to(device)
-        with torch.no_grad():
-            target = teacher(x)
-        out = student(x)
-        loss = hr_weight * (out - y).abs().mean() + (1 - hr_weight) * (out - target).abs().mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-    return student.eval()
+    if steps > 0:
+        data = RestorationDataset(list(images), task="sr", scale=scale, patch_size=patch, length=steps * batch,
+                                  seed=seed)
+        optimizers = [torch.optim.Adam([p for p in s.parameters() if p.requires_grad], lr=lr) for s in students]
+        schedules = [torch.optim.lr_scheduler.LambdaLR(o, lambda k: 0.5 * (1 + math.cos(math.pi * k / steps)))
+                     for o in optimizers]
+        for step in range(steps):
+            lrs, hrs = zip(*(data[step * batch + i] for i in range(batch)))
+            x, y = torch.stack(lrs).to(device), torch.stack(hrs).to(device)
+            with torch.no_grad():
+                target = teacher(x)
+            for s, optimizer, schedule in zip(students, optimizers, schedules):
+                out = s(x)
+                loss = hr_weight * (out - y).abs().mean() + (1 - hr_weight) * (out - target).abs().mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+    for s in students:
+        s.eval()
+    return students if isinstance(student, Sequence) else student
