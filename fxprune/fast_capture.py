@@ -80,8 +80,10 @@ def _splits_channels(func, args, kwargs) -> bool:
 def _forward_frame() -> str | None:
     """``file:function`` of the model code that made the call, or None for torch's own machinery."""
     frame = sys._getframe(2)
+    # torch/functional.py: torch.split is Python there and dispatches from there, like Tensor.split in _tensor.py
     while frame is not None and (frame.f_code.co_name == "__torch_function__"  # the tracer's own modes
-                                 or frame.f_code.co_filename.endswith(("torch/overrides.py", "torch/_tensor.py"))):
+                                 or frame.f_code.co_filename.endswith(("torch/overrides.py", "torch/_tensor.py",
+                                                                       "torch/functional.py"))):
         frame = frame.f_back
     if frame is None:
         return None
