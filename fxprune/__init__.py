@@ -6,6 +6,7 @@ from .analysis import analyze, build_channel_graph
 from .api import compress, convert, prepare
 from .counting import count_macs, count_params
 from .crosscheck import CrossCheck, cross_check
+from .distill import distill_loss
 from .coupling import register_coupling
 from .errors import (
     CaptureError,
@@ -63,6 +64,7 @@ __all__ = [
     "count_macs",
     "count_params",
     "cross_check",
+    "distill_loss",
     "CrossCheck",
     "check_nm",
     "NMReport",

@@ -15,7 +15,7 @@ from .counting import count_macs, count_params
 from .record import StageCost, check_prepared, record_of
 from .spec import Spec
 from .trace import as_inputs
-from .train import TrainConfig, check_task, infer_scale, train_model
+from .train import TrainConfig, check_task, infer_scale, teacher_for, train_model
 from .verify import verify_sizes
 
 
@@ -92,16 +92,22 @@ def compress(
     check_example_inputs(model, example_inputs)
     if isinstance(spec, (list, tuple)):
         return compress_stages(model, spec, example_inputs, train)
-    small = _compress_one(model, spec, example_inputs, train)
+    small = _compress_one(model, spec, example_inputs, train, _teacher(train, model))
     return _measured(small, model, as_inputs(example_inputs))
 
 
+def _teacher(train: TrainConfig | None, model: nn.Module) -> nn.Module | None:
+    """The run's teacher (``train.teacher``; the original model when it asks for one), copied
+    before anything traces the model: a captured student can share its parameter tensors."""
+    return teacher_for(train, model) if isinstance(train, TrainConfig) else None
+
+
 def _compress_one(model: nn.Module, spec: Spec | Mapping[str, Any], example_inputs: Any,
-                  train: TrainConfig | None) -> fx.GraphModule:
+                  train: TrainConfig | None, teacher: nn.Module | None = None) -> fx.GraphModule:
     spec = as_spec(spec)
     if train is not None and not isinstance(train, TrainConfig):
         raise TypeError(f"train must be a fxprune.TrainConfig, got {type(train).__name__}")
-    return _compress_method(method_for(spec), model, spec, example_inputs, train)
+    return _compress_method(method_for(spec), model, spec, example_inputs, train, teacher)
 
 
 def _measured(small: fx.GraphModule, before: nn.Module | tuple[int, int], inputs: tuple[Any, ...]) -> fx.GraphModule:
@@ -114,7 +120,7 @@ def _measured(small: fx.GraphModule, before: nn.Module | tuple[int, int], inputs
 
 
 def _compress_method(method: Method, model: nn.Module, spec: Spec, example_inputs: Any,
-                     train: TrainConfig | None) -> fx.GraphModule:
+                     train: TrainConfig | None, teacher: nn.Module | None = None) -> fx.GraphModule:
     """prepare → the built-in loop driven by the pruner's hooks → convert, for a registered method;
     or, for a one-shot method, its result and optional fine-tuning."""
     given = spec
@@ -139,14 +145,16 @@ def _compress_method(method: Method, model: nn.Module, spec: Spec, example_input
         small = method.one_shot(model, given, example_inputs)
         verify_sizes(model, small, example_inputs, where="compress")
         if scale is not None:
-            small.meta["fxprune"]["train"] = train_model(small, train, spec.steps, scale, description="fine-tune").as_dict()
+            small.meta["fxprune"]["train"] = train_model(small, train, spec.steps, scale, description="fine-tune",
+                                                           teacher=teacher).as_dict()
             small.eval()
         return small
     pruner = _prepared(method, model, spec, example_inputs)
     if scale is not None and pruner.total_steps:
         log = train_model(pruner.model, train, pruner.total_steps, scale, extra_loss=pruner.penalty,
                           after_step=pruner.step, status=pruner.status, description=spec.method,
-                          param_groups=pruner.param_groups(train.lr, train.gate_lr), state=pruner)
+                          param_groups=pruner.param_groups(train.lr, train.gate_lr), state=pruner,
+                          teacher=teacher)
         small = pruner.convert()
         small.meta["fxprune"]["train"] = log.as_dict()
         return small
@@ -162,7 +170,8 @@ def compress_stages(model: nn.Module, specs: list | tuple, example_inputs: Any,
     and params and those of its input; the result's record holds the earlier ones in ``history``,
     and its ``stages`` lists per stage the method, spec, MACs and params, with the fraction of the
     stage's input and of the original model. Give each spec its own ``steps`` (``train.steps``
-    applies to every stage that trains).
+    applies to every stage that trains). A teacher (``train.teacher``) is the original ``model``
+    for every stage.
 
     >>> import torch, fxprune
     >>> from fxprune.models import build
@@ -177,9 +186,10 @@ def compress_stages(model: nn.Module, specs: list | tuple, example_inputs: Any,
     inputs = as_inputs(example_inputs)
     current: nn.Module = model
     before = (count_macs(model, inputs), count_params(model))
+    teacher = _teacher(train, model)
     for index, stage in enumerate(specs):
         try:
-            current = _measured(_compress_one(current, stage, inputs, train), before, inputs)
+            current = _measured(_compress_one(current, stage, inputs, train, teacher), before, inputs)
         except SpecError as error:
             raise SpecError(f"stages[{index}].{error.field}", error.message, value=error.value,
                             owners=error.owners) from error

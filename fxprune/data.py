@@ -47,6 +47,7 @@ from .images import read_image, to_rgb_uint8
 __all__ = [
     "DEMO_SPLITS",
     "IMAGE_SUFFIXES",
+    "InputPatches",
     "TASKS",
     "RestorationDataset",
     "bicubic_downscale",
@@ -543,6 +544,72 @@ class RestorationDataset(Dataset):
         lr = lr_full[:, y : y + p, x : x + p]
         hr = hr_full[:, y * s : (y + p) * s, x * s : (x + p) * s]
         return lr.float().div(255), hr.float().div(255)
+
+
+class InputPatches(RestorationDataset):
+    """Random input patches with no ground truth, for training on a teacher's output
+    (``TrainConfig(targets="teacher")``): any folder of images will do, of any size.
+
+    For ``"sr"`` an image at least ``patch_size * scale`` on both sides is bicubic-downscaled by
+    ``scale`` first (8-bit, like :func:`degrade`): the model was trained on such LR inputs, while a
+    photo at its native resolution is sharper per pixel, so its patches would ask the teacher for
+    content it never learned to produce. A smaller image that still holds one patch is used as it
+    is (it is still real content; a downscaled copy would hold no patch). For ``"denoise"`` and
+    ``"deblur"`` the degradation is applied as :class:`RestorationDataset` does. Images holding no
+    patch are skipped with a warning. A sample is a 1-tuple ``(lr,)``.
+
+    >>> ds = InputPatches([np.zeros((41, 37, 3), np.uint8), np.zeros((20, 23, 3), np.uint8)], scale=2,
+    ...                   patch_size=16, length=4)
+    >>> [tuple(t.shape) for t in ds.lr], tuple(ds[0][0].shape)
+    ([(3, 20, 18), (3, 20, 23)], (3, 16, 16))
+    """
+
+    def _fitting(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        kept = []
+        for i, img in enumerate(images):
+            if min(img.shape[:2]) >= self.patch_size:
+                kept.append(img)
+            else:
+                warnings.warn(f"InputPatches: skipping image {i} of size {img.shape[0]}x{img.shape[1]}, smaller "
+                              f"than one {self.patch_size}x{self.patch_size} input patch", stacklevel=3)
+        if not kept:
+            raise ValueError(f"no image is at least {self.patch_size}x{self.patch_size} pixels (one input patch); "
+                             f"sizes: {[img.shape[:2] for img in images]}")
+        return kept
+
+    def _prepare(self, images: list[np.ndarray]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        lrs = []
+        for img in images:
+            image = to_tensor(img)
+            if self.task != "sr":
+                image = _deterministic_part(image, self.task, 1, self.sigma)
+            elif min(img.shape[:2]) >= self.patch_size * self.scale:
+                image = _deterministic_part(to_tensor(modcrop(img, self.scale)), "sr", self.scale, None)
+            lrs.append(_to_u8(image))
+        return [], lrs
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor]:  # type: ignore[override]
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for a dataset of length {self.length}")
+        rng = np.random.default_rng((self.seed, int(index)))
+        full = self.lr[int(rng.integers(len(self.lr)))]
+        y = int(rng.integers(full.shape[-2] - self.patch_size + 1))
+        x = int(rng.integers(full.shape[-1] - self.patch_size + 1))
+        lr = full[:, y: y + self.patch_size, x: x + self.patch_size].float().div(255)
+        if self.augment:
+            lr = _augment(lr, *rng.integers(0, 2, size=3).astype(bool))
+        generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+        return (_add_noise(lr, self.noise_level, generator).contiguous(),)
+
+    def whole_inputs(self, count: int = 4, size: int = 96) -> list[torch.Tensor]:
+        """Up to ``count`` noise-free inputs (a centre crop of at most ``size`` px of each of the
+        first images) on which to measure a student's fidelity to its teacher."""
+        crops = []
+        for full in self.lr[:count]:
+            h, w = full.shape[-2:]
+            top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+            crops.append(full[:, top: top + size, left: left + size].float().div(255))
+        return crops
 
 
 def _positive_int(value: int, name: str) -> int:

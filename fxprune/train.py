@@ -20,13 +20,15 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from .checkpoint import FORMAT as CHECKPOINT_FORMAT, StopOnSignal, TrainingInterrupted, read_checkpoint, write_checkpoint
-from .data import RestorationDataset, pairs_from
+from .data import InputPatches, RestorationDataset, pairs_from
+from .distill import distill_loss, frozen_teacher, teacher_fingerprint, teacher_output
 from .errors import CheckpointError, SpecError
 from .eval_sizes import check_eval_sizes
 from .metrics import evaluate
 
 TASKS = ("sr", "denoise", "deblur")
 LR_SCHEDULES = ("constant", "cosine")
+TARGETS = ("hr", "teacher")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,23 @@ class TrainConfig:
         resume: a folder holding ``checkpoint.pt`` from an interrupted run with the same model,
             spec and config: training continues from it (and keeps checkpointing there unless
             ``checkpoint_dir`` says otherwise). On CPU the result equals an uninterrupted run.
+        teacher: a model whose output the student is also pulled to (distillation):
+            ``loss = L1(student, HR) + teacher_weight · L1(student, teacher(LR))``. ``True``: the
+            model the run started from (``compress`` knows it; it is copied first, so training
+            cannot move it); a module: that model; ``False``: none. ``None`` (default): none with
+            HR targets, the original model with ``targets="teacher"``. Distillation is off by
+            default because ``benchmarks/bench_distill.py`` has not shown it to help at equal steps
+            (see its section in ``benchmarks/RESULTS.md``). The teacher runs in eval mode under
+            ``no_grad`` on the training device; checkpoints keep only a fingerprint of it, and a
+            resumed run gets it back from the same arguments.
+        teacher_weight: ``w`` above (>= 0). Ignored with ``targets="teacher"``.
+        targets: ``"hr"`` (default): ``data`` holds HR images, degraded into inputs.
+            ``"teacher"``: ``data`` is any folder of images with no ground truth; they are the
+            inputs (for SR downscaled by the scale first where large enough, see
+            :class:`fxprune.data.InputPatches`) and the teacher's output is the only target.
+            Evaluation uses ``val_data`` (HR) when given (or the demo test images when ``data``
+            is None); otherwise it reports the student's fidelity to the teacher on crops of
+            ``data`` as ``teacher_psnr`` / ``teacher_ssim`` (not a PSNR against ground truth).
 
     >>> TrainConfig(steps=100, batch_size=4).device_obj().type in ("cpu", "cuda")
     True
@@ -86,8 +105,23 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     checkpoint_every: int = 0
     resume: str | None = None
+    teacher: nn.Module | bool | None = None
+    teacher_weight: float = 1.0
+    targets: str = "hr"
 
     def __post_init__(self) -> None:
+        if self.targets not in TARGETS:
+            raise SpecError("train.targets", f"unknown targets {self.targets!r}; choose 'hr' (HR images in data) or "
+                            "'teacher' (any images; the teacher's output is the target)", value=self.targets)
+        if self.teacher is not None and not isinstance(self.teacher, (bool, nn.Module)):
+            raise SpecError("train.teacher", f"must be True, False, None or an nn.Module, got "
+                            f"{type(self.teacher).__name__}", value=self.teacher)
+        if self.targets == "teacher" and self.teacher is False:
+            raise SpecError("train.teacher", "targets='teacher' trains on the teacher's output: leave teacher on "
+                            "(None/True) or give a model, or use targets='hr'", value=False)
+        weight = self.teacher_weight
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
+            raise SpecError("train.teacher_weight", f"must be a number >= 0, got {weight!r}", value=weight)
         if self.task not in TASKS:
             raise SpecError("train.task", f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}", value=self.task)
         if self.lr_schedule not in LR_SCHEDULES:
@@ -250,9 +284,31 @@ class StepBatches(Sampler[list[int]]):
             yield self.order[s * self.batch_size:(s + 1) * self.batch_size].tolist()
 
 
+def teacher_for(config: TrainConfig, original: nn.Module | None) -> nn.Module | None:
+    """The teacher ``config`` asks for, as a frozen copy (:func:`fxprune.distill.frozen_teacher`),
+    or None; ``original`` is the model the run started from (None when not known).
+
+    >>> teacher_for(TrainConfig(), nn.Conv2d(3, 3, 1)) is None
+    True
+    >>> teacher_for(TrainConfig(targets="teacher"), nn.Conv2d(3, 3, 1)).training
+    False
+    """
+    wanted = config.teacher
+    if isinstance(wanted, nn.Module):
+        return frozen_teacher(wanted)
+    if wanted is False or (wanted is None and config.targets == "hr"):
+        return None
+    if original is None:
+        raise SpecError("train.teacher", "no original model to teach with here: pass TrainConfig(teacher=model) "
+                        "(or train_model(..., teacher=model))", value=wanted)
+    return frozen_teacher(original)
+
+
 def loader_for(config: TrainConfig, scale: int, steps: int, start: int = 0) -> DataLoader:
-    """Batches for steps ``start+1 .. steps`` (every sample is a function of the seed and its index)."""
-    dataset = RestorationDataset(
+    """Batches for steps ``start+1 .. steps`` (every sample is a function of the seed and its index):
+    ``(lr, hr)`` pairs, or ``(lr,)`` inputs alone with ``targets="teacher"``."""
+    kind = InputPatches if config.targets == "teacher" else RestorationDataset
+    dataset = kind(
         config.data, task=config.task, scale=scale if config.task == "sr" else 2,
         patch_size=config.patch_size, length=max(1, steps) * config.batch_size, seed=config.seed, sigma=config.sigma,
     )
@@ -270,6 +326,14 @@ def validation_pairs(config: TrainConfig, scale: int) -> list | None:
     return pairs_from(source, "test", task=config.task, scale=scale, **({"sigma": config.sigma} if config.sigma else {}))
 
 
+def fidelity_pairs(config: TrainConfig, scale: int, teacher: nn.Module, device: torch.device) -> list:
+    """``(input, teacher output)`` pairs on centre crops of ``config.data``'s inputs: what a run
+    with no HR images evaluates against (its scores are fidelity to the teacher)."""
+    inputs = InputPatches(config.data, task=config.task, scale=scale if config.task == "sr" else 2,
+                          patch_size=config.patch_size, length=1, seed=config.seed, sigma=config.sigma).whole_inputs()
+    return [(x, teacher_output(teacher, x[None].to(device))[0].cpu()) for x in inputs]
+
+
 def train_model(
     model: nn.Module,
     config: TrainConfig,
@@ -281,6 +345,7 @@ def train_model(
     description: str = "train",
     param_groups: list[dict[str, Any]] | None = None,
     state: Any | None = None,
+    teacher: nn.Module | None = None,
 ) -> TrainLog:
     """Train ``model`` in place for ``steps`` Adam steps on L1 loss (+ ``extra_loss()``).
 
@@ -289,9 +354,18 @@ def train_model(
     ``pruner.param_groups(lr, aux_lr)``). Evaluates every ``config.eval_every`` steps and at the end. ``state`` is
     what a checkpoint saves and restores besides the optimizer (anything with ``state_dict`` /
     ``load_state_dict`` that holds the model, e.g. a method's pruner; default: ``model``).
+    ``teacher``: the model to teach with when ``config.teacher`` / ``config.targets`` ask for one,
+    used as it is (``compress`` passes :func:`teacher_for`'s frozen copy of the original); when
+    None, a module in ``config.teacher`` is copied and used.
     """
     check_task(config, scale)
     device = config.device_obj()
+    if config.teacher is False or (config.teacher is None and config.targets == "hr"):
+        teacher = None
+    elif teacher is None:
+        teacher = teacher_for(config, None)  # the module config names, or an error: no original known here
+    if teacher is not None:
+        teacher.to(device).eval()
     torch.manual_seed(config.seed)
     model.to(device).train()
     groups = param_groups if param_groups is not None else _param_groups(model, config)
@@ -299,20 +373,28 @@ def train_model(
     for group in optimizer.param_groups:
         group.setdefault("base_lr", group["lr"])
     pairs = validation_pairs(config, scale)
+    against_teacher = pairs is None and config.targets == "teacher"
+    if against_teacher:
+        pairs = fidelity_pairs(config, scale, teacher, device)
+        if config.progress:
+            tqdm.write(f"{description}: no HR validation images; evaluating fidelity to the teacher "
+                       "(teacher_psnr / teacher_ssim), not PSNR against ground truth")
     check_eval_sizes(model, pairs, device)  # a size the graph cannot run fails now, not after training
     log = TrainLog()
     holder = model if state is None else state
-    start = 0 if config.resume is None else _restore(config, holder, optimizer, log, steps, description)
+    fingerprint = teacher_fingerprint(teacher)
+    start = 0 if config.resume is None else _restore(config, holder, optimizer, log, steps, description, fingerprint)
     folder = config.checkpoint_folder()
     bar = tqdm(total=steps, initial=start, desc=description, disable=not config.progress, dynamic_ncols=True)
     batches = iter(loader_for(config, scale, steps, start))
     with StopOnSignal() if folder is not None else _NoSignals() as stop:
         for step in range(start + 1, steps + 1):
             _one_step(model, optimizer, next(batches), device, config, scale, step, steps, extra_loss, after_step,
-                      status, pairs, log, bar)
+                      status, pairs, log, bar, teacher, against_teacher)
             if folder is not None and ((config.checkpoint_every and step % config.checkpoint_every == 0)
                                        or stop.received or step == steps):
-                path = write_checkpoint(folder, _payload(holder, optimizer, log, step, steps, description, config))
+                path = write_checkpoint(folder, _payload(holder, optimizer, log, step, steps, description, config,
+                                                         fingerprint))
                 if stop.received:
                     bar.close()
                     raise TrainingInterrupted(stop.received, step, steps, path)
@@ -335,11 +417,19 @@ class _NoSignals:
 def _one_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Any, device: torch.device,
               config: TrainConfig, scale: int, step: int, steps: int, extra_loss: Callable[[], torch.Tensor] | None,
               after_step: Callable[[], None] | None, status: Callable[[], dict[str, Any]] | None,
-              pairs: list | None, log: TrainLog, bar: Any) -> None:
-    """Forward, L1 loss, backward, Adam, the hook, logging and evaluation of one step."""
-    lr_batch, hr_batch = (t.to(device) for t in batch)
+              pairs: list | None, log: TrainLog, bar: Any, teacher: nn.Module | None = None,
+              against_teacher: bool = False) -> None:
+    """Forward, L1 loss (to the HR and/or the teacher's output), backward, Adam, the hook, logging
+    and evaluation of one step."""
+    lr_batch = batch[0].to(device)
     _set_learning_rates(optimizer, config.lr_schedule, step, steps)
-    loss = (model(lr_batch) - hr_batch).abs().mean()
+    out = model(lr_batch)
+    if config.targets == "teacher":
+        loss = distill_loss(out, teacher_output(teacher, lr_batch))
+    else:
+        loss = (out - batch[1].to(device)).abs().mean()
+        if teacher is not None:
+            loss = loss + distill_loss(out, teacher_output(teacher, lr_batch), weight=config.teacher_weight)
     total = loss + extra_loss() if extra_loss is not None else loss
     optimizer.zero_grad(set_to_none=True)
     total.backward()
@@ -352,8 +442,10 @@ def _one_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Any, de
         log.record(step, loss.item(), figures)
     if pairs is not None and ((config.eval_every and step % config.eval_every == 0) or step == steps):
         scores = evaluate(model, pairs, shave=scale if config.task == "sr" else 0, device=device)
+        if against_teacher:
+            scores = {f"teacher_{name}": value for name, value in scores.items()}
         log.evals.append((step, scores))
-        fields["psnr"] = f"{scores['psnr']:.2f}"
+        fields["teacher_psnr" if against_teacher else "psnr"] = f"{scores['teacher_psnr' if against_teacher else 'psnr']:.2f}"
         model.train()
     bar.set_postfix(fields, refresh=False)
     bar.update(1)
@@ -384,15 +476,16 @@ def _rng_states() -> dict[str, Any]:
 
 
 def _payload(holder: Any, optimizer: torch.optim.Optimizer, log: TrainLog, step: int, steps: int,
-             description: str, config: TrainConfig) -> dict[str, Any]:
-    return {"format": CHECKPOINT_FORMAT, "version": 1, "description": description, "steps": steps, "step": step,
+             description: str, config: TrainConfig, teacher: str | None = None) -> dict[str, Any]:
+    return {"distill": {"targets": config.targets, "teacher_weight": config.teacher_weight, "teacher": teacher},
+            "format": CHECKPOINT_FORMAT, "version": 1, "description": description, "steps": steps, "step": step,
             "state": holder.state_dict(), "optimizer": optimizer.state_dict(), "rng": _rng_states(),
             "sampler": {"seed": config.seed, "batch_size": config.batch_size, "next_batch": step},
             "log": log.as_dict()}
 
 
 def _restore(config: TrainConfig, holder: Any, optimizer: torch.optim.Optimizer, log: TrainLog, steps: int,
-             description: str) -> int:
+             description: str, teacher: str | None = None) -> int:
     """Load ``config.resume``'s checkpoint into ``holder``, the optimizer, the RNGs and ``log``; returns its step."""
     payload = read_checkpoint(config.resume)
     path = Path(config.resume) / "checkpoint.pt"
@@ -406,6 +499,11 @@ def _restore(config: TrainConfig, holder: Any, optimizer: torch.optim.Optimizer,
             raise CheckpointError(f"{path} was written by another run ({theirs[0]!r}, {theirs[1]} steps, seed "
                                   f"{theirs[2]}, batch {theirs[3]}); this run is {mine[0]!r}, {mine[1]} steps, seed "
                                   f"{mine[2]}, batch {mine[3]}", path=path)
+        mine_d = {"targets": config.targets, "teacher_weight": config.teacher_weight, "teacher": teacher}
+        theirs_d = payload.get("distill", {"targets": "hr", "teacher_weight": config.teacher_weight, "teacher": None})
+        if mine_d != theirs_d:
+            raise CheckpointError(f"{path} was written with targets/teacher {theirs_d}; this run has {mine_d}: resume "
+                                  "with the same model (the teacher is rebuilt from it), teacher and weight", path=path)
         holder.load_state_dict(payload["state"])
         optimizer.load_state_dict(payload["optimizer"])
         rng = payload["rng"]

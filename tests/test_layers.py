@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # (layer, module prefixes): a module belongs to the layer of its longest matching prefix
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("fxprune._version", "fxprune.errors", "fxprune.spec", "fxprune.graph_mode", "fxprune.eval_mode",
-              "fxprune.checkpoint", "fxprune.checkpoint_files", "fxprune.eval_sizes", "fxprune.widths", "fxprune.interrupt", "fxprune.images", "fxprune.tiling", "fxprune.data", "fxprune.metrics",
+              "fxprune.checkpoint", "fxprune.checkpoint_files", "fxprune.eval_sizes", "fxprune.widths", "fxprune.interrupt", "fxprune.images", "fxprune.tiling", "fxprune.data", "fxprune.distill", "fxprune.metrics",
               "fxprune.runtime", "fxprune.models", "fxprune.weights", "fxprune.train")),
     ("capture", ("fxprune.trace", "fxprune.fast_capture", "fxprune.layout_guards", "fxprune.shapes", "fxprune.capture_cache", "fxprune.opaque")),
     ("onnx", ("fxprune.onnx",)),  # export, file finishing, parity: needs only the capture's quiet logs
