@@ -131,7 +131,7 @@ NO_RULE = "no coupling rule for "  # how the analysis words a fix for an op with
 def _no_rule_fixes(graph: ChannelGraph, group: Group) -> str | None:
     """What fixed units of ``group`` for want of a coupling rule, with how to register one; else None."""
     ops = [reason[len(NO_RULE):] for reason in group.fixed_reasons if reason.startswith(NO_RULE)]
-    if not ops:
+    if not ops or {"model input", "model output"} & set(group.fixed_reasons):  # fixed anyway: a rule frees nothing
         return None
     nodes = {op: [d.node for d in graph.diagnostics if d.target == op] for op in ops}
     where = "; ".join(f"{op} (node {', '.join(nodes[op]) or '?'})" for op in ops)

@@ -32,13 +32,8 @@ class PartialConv(nn.Module):
         return x
 
 
-class Scattered(nn.Module):
+class Scattered(PartialConv):
     """The functional form of the same write."""
-
-    def __init__(self, start: int, end: int):
-        super().__init__()
-        self.start, self.end = start, end
-        self.conv = nn.Conv2d(end - start, end - start, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.slice_scatter(x, self.conv(x[:, self.start:self.end]), 1, self.start, self.end)
