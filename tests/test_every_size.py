@@ -14,6 +14,7 @@ from fxprune.masking import masked_model
 from fxprune.models import build
 from fxprune.record import keep_of
 from fxprune.train import train_model
+from fxprune.verify import verify_sizes
 
 SPEC = fxprune.Spec(ratio=0.5, round_to=1)
 ODD, PRIME = (5, 3), (37, 41)
@@ -157,6 +158,22 @@ def test_prepare_refuses_a_graph_that_does_not_run_at_an_odd_size():
         fxprune.prepare(model, spec, (x,))
     with pytest.raises(fxprune.VerificationError, match=r"1×3×21×19"):
         fxprune.compress(model, SPEC, (x,))
+
+
+class Doubles(nn.Module):
+    def __init__(self, at_other_sizes: float = 2.0):
+        super().__init__()
+        self.factor = at_other_sizes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * (2.0 if x.shape[-1] == 16 else self.factor)
+
+
+def test_verify_sizes_names_the_size_where_values_differ():
+    x = torch.rand(1, 3, 16, 16)
+    verify_sizes(Doubles(), Doubles(), x)  # the same everywhere: passes
+    with pytest.raises(fxprune.VerificationError, match=r"shape 1×3×21×19 .*differ by .* at the example they agree"):
+        verify_sizes(Doubles(), Doubles(at_other_sizes=3.0), x)
 
 
 def test_the_training_loop_refuses_an_evaluation_size_before_step_1():
