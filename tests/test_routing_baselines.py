@@ -153,11 +153,14 @@ def test_distilling_several_students_at_once_equals_one_at_a_time():
     torch.manual_seed(1)
     teacher = build("edsr", blocks=1, channels=8, scale=2).eval()
     a, b = build("edsr", blocks=1, channels=8, scale=2), build("edsr", blocks=1, channels=4, scale=2)
-    alone = copy.deepcopy(a)
+    alone_a, alone_b = copy.deepcopy(a), copy.deepcopy(b)
     images = [np.random.default_rng(3).integers(0, 256, (40, 40, 3), dtype=np.uint8)]
     settings_ = dict(steps=5, patch=8, batch=2, lr=1e-3)
     assert distill([a, b], teacher, images, **settings_) == [a, b]
-    distill(alone, teacher, images, **settings_)
-    for (name, value), other in zip(a.state_dict().items(), alone.state_dict().values()):
-        torch.testing.assert_close(value, other, rtol=1e-6, atol=1e-7, msg=name)
-    assert not b.training
+    for together, alone in ((a, alone_a), (b, alone_b)):
+        start = {k: v.clone() for k, v in alone.state_dict().items()}
+        distill(alone, teacher, images, **settings_)
+        assert any(not torch.equal(v, start[k]) for k, v in alone.state_dict().items())
+        for (name, value), other in zip(together.state_dict().items(), alone.state_dict().values()):
+            torch.testing.assert_close(value, other, rtol=1e-6, atol=1e-7, msg=name)
+        assert not together.training
