@@ -200,13 +200,16 @@ def test_routed_session_reads_files_with_the_old_names(routed, onnx_file, tmp_pa
     assert np.abs(out.astype(int) - expected).max() <= 1 and np.array_equal(stats.route_map, expected_stats.route_map)
 
 
-def test_variants_that_prune_nothing_are_refused_before_compressing(routes):
+def test_variants_that_prune_nothing_are_refused_before_compressing(routes, tmp_path):
     model = routes[0]
     x = torch.rand(1, 3, 16, 16)
-    specs = {"quarter": fxprune.Spec(ratio=0.25), "half": fxprune.Spec(ratio=0.5, round_to=4)}
+    specs = {"half": fxprune.Spec(ratio=0.5, round_to=4), "quarter": fxprune.Spec(ratio=0.25)}
+    tuning = fxprune.TrainConfig(steps=2, batch_size=2, patch_size=16, progress=False,
+                                 checkpoint_dir=str(tmp_path / "tuning"), checkpoint_every=1)
     with pytest.raises(RoutingError, match=r"variant 'quarter' prunes nothing.*16 units.*round_to=16 rounds the 12 "
                                            r"kept units back up to 16; round_to=4 would prune it"):
-        build_variants(model, specs, (x,), train=fxprune.TrainConfig(steps=10**6, progress=False))
+        build_variants(model, specs, (x,), train=tuning)
+    assert not (tmp_path / "tuning").exists()  # refused before the first variant was fine-tuned
     with pytest.raises(RoutingError, match="variant 'm' prunes nothing"):
         build_variants(model, {"m": fxprune.Spec(macs=1.0, round_to=4)}, (x,))
     # ratio 0 alone is a deliberate dense route; a small round_to prunes the 16-channel layers
