@@ -27,7 +27,8 @@ def check_eval_sizes(model: nn.Module, pairs: Sequence[tuple[torch.Tensor, torch
     >>> check_eval_sizes(torch.nn.Upsample(scale_factor=2), pairs)
     Traceback (most recent call last):
     ...
-    fxprune.errors.VerificationError: fxprune.train: the model gives an output of size 16×16 for the evaluation image of size 8×8 (expected 8×8); stopped before step 1 ...
+    fxprune.errors.VerificationError: fxprune.train: the model gives an output of size 16×16 for the evaluation image of size 8×8 (expected 8×8); stopped before step 1
+    hint: check the task's scale (TrainConfig.scale) and the validation data
     """
     seen: set[tuple[int, ...]] = set()
     for lr, hr in pairs or ():

@@ -169,17 +169,10 @@ def verify_sizes(original: nn.Module, model: nn.Module, example_inputs: Any, *, 
 
 def _fail_size(model: nn.Module, inputs: tuple[Any, ...], where: str, failure: Exception | None,
                what: str | None = None) -> None:
-    node = None
-    if failure is not None and isinstance(model, fx.GraphModule):
-        recorder = _Recorder(model)
-        with contextlib.suppress(Exception):
-            recorder.run(*_placeholder_args(inputs))
-        node = recorder.failed[0] if recorder.failed else None
+    node = _failing_node(model, inputs) if failure is not None and isinstance(model, fx.GraphModule) else None
     shapes = _shapes(inputs)
-    at = f" at node '{node.name}' ({_op_name(node)})" if node is not None else ""
     if failure is not None:
-        reason = str(failure).strip().splitlines()[0] if str(failure).strip() else ""
-        what = f"raises{at} {type(failure).__name__}: {reason}"
+        what = f"raises{_at(node)} {type(failure).__name__}: {_first_line(failure)}"
     raise VerificationError(
         f"fxprune.{where}: the model runs on inputs of shape {_shape_text(shapes)} but the graph {what}; stopped "
         "before any training\nhint: the capture baked a size into the graph (a Python branch on a size, or a size "
@@ -442,17 +435,29 @@ def _fail(result: fx.GraphModule, reference: fx.GraphModule, graph: ChannelGraph
     ) from worst[2]
 
 
-def _fail_reference(reference: fx.GraphModule, graph: ChannelGraph, keep: Mapping[int, np.ndarray],
-                    inputs: tuple[Any, ...], where: str, error: Exception) -> None:
-    recorder = _Recorder(reference)
+def _failing_node(gm: fx.GraphModule, inputs: tuple[Any, ...]) -> fx.Node | None:
+    """The node of ``gm`` that raises on ``inputs`` (None when none does)."""
+    recorder = _Recorder(gm)
     with contextlib.suppress(Exception):
         recorder.run(*_placeholder_args(inputs))
-    node = recorder.failed[0] if recorder.failed else None
+    return recorder.failed[0] if recorder.failed else None
+
+
+def _at(node: fx.Node | None) -> str:
+    return f" at node '{node.name}' ({_op_name(node)})" if node is not None else ""
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else ""
+
+
+def _fail_reference(reference: fx.GraphModule, graph: ChannelGraph, keep: Mapping[int, np.ndarray],
+                    inputs: tuple[Any, ...], where: str, error: Exception) -> None:
+    node = _failing_node(reference, inputs)
     shapes = _shapes(inputs)
-    at = f" at node '{node.name}' ({_op_name(node)})" if node is not None else ""
     raise VerificationError(
-        f"fxprune.{where}: the captured graph itself fails on the example input of shape {_shape_text(shapes)}{at}: "
-        f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}; the model is "
+        f"fxprune.{where}: the captured graph itself fails on the example input of shape {_shape_text(shapes)}"
+        f"{_at(node)}: {type(error).__name__}: {_first_line(error)}; the model is "
         "not returned\nhint: the capture baked a size into the graph; try another example batch or size",
         node=None if node is None else node.name, op=None if node is None else _op_name(node),
         max_error=math.inf, input_shapes=shapes, report=group_rows(graph, keep),
