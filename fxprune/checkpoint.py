@@ -18,7 +18,6 @@ import io
 import os
 import signal
 import tempfile
-import threading
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 import torch
 
 from .errors import CheckpointError, FxpruneError
-from .interrupt import exit_code
+from .interrupt import SIGNALS, SignalHandlers, exit_code
 
 FILE = "checkpoint.pt"
 FORMAT = "fxprune.train-checkpoint"
@@ -101,7 +100,7 @@ def resume_folder(folder: str | Path, subfolder: str = "checkpoint") -> Path:
                           path=folder / FILE)
 
 
-class StopOnSignal:
+class StopOnSignal(SignalHandlers):
     """Within ``with``: SIGINT/SIGTERM set ``.received`` instead of killing the process.
 
     Handlers are installed only in the main thread (Python allows no other) and the previous ones
@@ -109,11 +108,11 @@ class StopOnSignal:
     the previous handler's behaviour (e.g. a second Ctrl-C raises KeyboardInterrupt).
     """
 
-    SIGNALS = ("SIGINT", "SIGTERM")
+    SIGNALS = SIGNALS
 
     def __init__(self) -> None:
+        super().__init__()
         self.received: str | None = None
-        self._previous: dict[int, Any] = {}
 
     def _handle(self, number: int, frame: FrameType | None) -> None:
         if self.received is not None:
@@ -125,15 +124,3 @@ class StopOnSignal:
                 raise KeyboardInterrupt
             raise SystemExit(128 + number)
         self.received = signal.Signals(number).name
-
-    def __enter__(self) -> "StopOnSignal":
-        if threading.current_thread() is threading.main_thread():
-            for name in self.SIGNALS:
-                number = getattr(signal, name)
-                self._previous[number] = signal.signal(number, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for number, previous in self._previous.items():
-            signal.signal(number, previous)
-        self._previous.clear()

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, Iterable
 
-__all__ = ["Interrupted", "Interrupts", "Written", "exit_code", "SIGNALS"]
+__all__ = ["Interrupted", "Interrupts", "SignalHandlers", "Written", "exit_code", "SIGNALS"]
 
 SIGNALS = ("SIGINT", "SIGTERM")
 
@@ -54,30 +54,20 @@ class Interrupted(BaseException):
         super().__init__(f"stopped by {signal_name} while {doing}; kept: {kept}")
 
 
-class Interrupts:
-    """Within ``with``: SIGINT/SIGTERM raise :class:`Interrupted` saying what was being done and kept.
+class SignalHandlers:
+    """A ``with`` block in which SIGINT/SIGTERM call :meth:`_handle` (subclasses say what it does).
 
-    ``kept`` may be a string or a function returning one (called when the signal arrives, e.g. to
-    look whether a checkpoint exists yet). Handlers are installed only in the main thread (Python
-    allows no other; elsewhere the block does nothing) and the previous ones are restored on exit,
-    so blocks nest.
+    Handlers are installed only in the main thread (Python allows no other; elsewhere the block
+    does nothing) and the previous ones are restored on exit, so blocks nest.
     """
 
-    def __init__(self, doing: str = "working", kept: str | Callable[[], str] = "nothing was written"):
-        self.doing, self.kept = doing, kept
+    def __init__(self) -> None:
         self._previous: dict[int, Any] = {}
 
-    def now(self, doing: str, kept: str | Callable[[], str] | None = None) -> None:
-        """Say what the block does from here on (and, if given, what is kept if it stops)."""
-        self.doing = doing
-        if kept is not None:
-            self.kept = kept
-
     def _handle(self, number: int, frame: FrameType | None) -> None:
-        kept = self.kept() if callable(self.kept) else self.kept
-        raise Interrupted(signal.Signals(number).name, self.doing, kept)
+        raise NotImplementedError
 
-    def __enter__(self) -> "Interrupts":
+    def __enter__(self) -> Any:
         if threading.current_thread() is threading.main_thread():
             for name in SIGNALS:
                 number = getattr(signal, name)
@@ -88,6 +78,28 @@ class Interrupts:
         for number, previous in self._previous.items():
             signal.signal(number, previous)
         self._previous.clear()
+
+
+class Interrupts(SignalHandlers):
+    """Within ``with``: SIGINT/SIGTERM raise :class:`Interrupted` saying what was being done and kept.
+
+    ``kept`` may be a string or a function returning one (called when the signal arrives, e.g. to
+    look whether a checkpoint exists yet).
+    """
+
+    def __init__(self, doing: str = "working", kept: str | Callable[[], str] = "nothing was written"):
+        super().__init__()
+        self.doing, self.kept = doing, kept
+
+    def now(self, doing: str, kept: str | Callable[[], str] | None = None) -> None:
+        """Say what the block does from here on (and, if given, what is kept if it stops)."""
+        self.doing = doing
+        if kept is not None:
+            self.kept = kept
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        kept = self.kept() if callable(self.kept) else self.kept
+        raise Interrupted(signal.Signals(number).name, self.doing, kept)
 
 
 class Written:

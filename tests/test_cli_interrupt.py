@@ -13,10 +13,9 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from test_crash_safe import data  # noqa: F401 - the fixture: a folder of one training image (no evaluation runs)
 
 import fxprune
 from fxprune.checkpoint import read_checkpoint
@@ -29,14 +28,6 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 COMPRESS = ["compress", "edsr", "--blocks", "1", "--channels", "8", "--method", "assl", "--ratio", "0.5",
             "--round-to", "4", "--steps", "150", "--batch-size", "2", "--patch-size", "12", "--input-size", "12", "12"]
 DEMO = ["demo", "--blocks", "1", "--channels", "16", "--pretrain-steps", "3", "--steps", "100"]
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("images")
-    pixels = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(folder / "one.png")
-    return folder
 
 
 class Run:
