@@ -187,3 +187,30 @@ def test_resume_with_a_teacher_equals_the_straight_run(odd_images, tmp_path):
         train_model(resumed, _config(odd_images, resume=str(folder), **config), steps, scale=2)
     for name, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[name], value, rtol=1e-6, atol=1e-7, msg=name)
+
+
+# --------------------------------------------------------------------------- CLI flags
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], (None, 1.0, "hr")),
+    (["--teacher", "--teacher-weight", "0.25"], (True, 0.25, "hr")),
+    (["--no-teacher"], (False, 1.0, "hr")),
+    (["--targets", "teacher"], (None, 1.0, "teacher")),
+])
+def test_cli_flags_reach_the_train_config(flags, expected):
+    from fxprune.cli import build_parser
+    from fxprune.cli.compress import train_config
+
+    args = build_parser().parse_args(["compress", "edsr", "-o", "out", "--finetune-steps", "2", *flags])
+    config = train_config({}, args)
+    assert (config.teacher, config.teacher_weight, config.targets) == expected
+
+
+def test_cli_refuses_a_negative_teacher_weight():
+    from fxprune.cli import build_parser
+    from fxprune.cli.compress import train_config
+
+    args = build_parser().parse_args(["compress", "edsr", "-o", "out", "--teacher-weight", "-1"])
+    with pytest.raises(SpecError, match="teacher_weight"):
+        train_config({}, args)

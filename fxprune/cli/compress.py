@@ -75,7 +75,8 @@ def load_spec(path: str | None, args: argparse.Namespace) -> tuple[Spec | list[S
 def train_config(section: dict[str, Any], args: argparse.Namespace) -> TrainConfig:
     """TrainConfig from the spec file's ``train:`` section, overridden by command-line flags."""
     fields = dict(section)
-    for name in ("data", "val_data", "task", "batch_size", "patch_size", "lr", "lr_schedule", "device", "seed"):
+    for name in ("data", "val_data", "task", "batch_size", "patch_size", "lr", "lr_schedule", "device", "seed",
+                 "teacher", "teacher_weight", "targets"):
         value = getattr(args, name, None)
         if value is not None:
             fields[name] = value
@@ -304,6 +305,13 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
                    help="constant (default) or cosine decay to 0 over the run")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    g.add_argument("--teacher", action=argparse.BooleanOptionalAction, default=None,
+                   help="also pull the student to the original model's output (distillation; default off, on "
+                        "with --targets teacher)")
+    g.add_argument("--teacher-weight", type=float, help="weight of the teacher term (default 1.0)")
+    g.add_argument("--targets", choices=("hr", "teacher"),
+                   help="hr (default): --data holds HR images; teacher: --data is any folder of images, the "
+                        "original model's output is the target (no HR needed)")
 
 
 def add_commands(sub: Any) -> None:
