@@ -24,7 +24,7 @@ import torch
 import yaml
 
 from ..errors import CheckpointError, FxpruneError, SpecError
-from .args import build_from_args, model_arguments
+from .args import build_from_args, model_arguments, resume_command
 
 __all__ = ["add_route_command", "load_routing_spec", "routed_infer"]
 
@@ -109,22 +109,6 @@ def _folders(args: argparse.Namespace) -> tuple[Path, bool]:
     return out, True
 
 
-def _continue_command(out: Path) -> str:
-    """The command line that continues this run: this one without -o/--resume/--restart, plus --resume OUT."""
-    import shlex
-    import sys
-
-    kept, skip = [], False
-    for word in sys.argv[1:]:
-        if skip:
-            skip = False
-        elif word in ("-o", "--output", "--resume"):
-            skip = True
-        elif word != "--restart" and not word.startswith(("--resume=", "--output=")):
-            kept.append(word)
-    return shlex.join(["fxprune", *kept, "--resume", str(out)])
-
-
 def _signal_of(stop: BaseException, received: str | None) -> str:
     """The signal that stopped the run: ours, or the one the fine-tuning loop took over."""
     cause = stop.__cause__
@@ -190,7 +174,7 @@ def _cmd_route(args: argparse.Namespace) -> int:
         except RouteInterrupted as halt:
             name = _signal_of(halt, stop.received)
             print(f"fxprune route: stopped by {name} {halt.where}; progress saved in {halt.folder}; continue with: "
-                  f"{_continue_command(out)}", file=sys.stderr)
+                  f"{resume_command(sys.argv[1:], out)}", file=sys.stderr)
             return 128 + int(signals.Signals[name])
     shutil.rmtree(checkpoint.folder, ignore_errors=True)  # the run is complete: its product is routed.onnx
     print(f"wrote {report.path} (opset {report.opset}, ONNX Runtime vs PyTorch max abs error {report.max_abs_error:.3g})")

@@ -12,7 +12,6 @@ single variant at a lower latency, and otherwise recommends that variant.
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -23,9 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .evaluate import pooled_psnr
 from .model import RoutedModel, routed_macs
 
-__all__ = ["ComparisonRow", "Comparison", "compare_routing", "pooled_psnr"]
+__all__ = ["ComparisonRow", "Comparison", "compare_routing"]
 
 TOLERANCE_DB = 0.05
 
@@ -42,22 +42,6 @@ class ComparisonRow:
     macs: int
     latency_ms: float
     windows: dict[str, float] = field(default_factory=dict)
-
-
-def pooled_psnr(per_image: Sequence[float], pixels: Sequence[int]) -> float:
-    """PSNR of one MSE over all pixels of all images, from each image's PSNR and pixel count.
-
-    Unlike the mean of the per-image PSNRs it weighs every pixel alike, so a small flat image with
-    a huge PSNR cannot hide a loss on a large one.
-
-    >>> round(pooled_psnr([20.0, 40.0], [100, 100]), 3)   # MSEs 1e-2 and 1e-4 -> pooled 5.05e-3
-    22.967
-    >>> pooled_psnr([math.inf, math.inf], [4, 4])
-    inf
-    """
-    errors = [0.0 if math.isinf(p) else 10 ** (-p / 10) for p in per_image]
-    mse = sum(e * n for e, n in zip(errors, pixels)) / max(1, sum(pixels))
-    return math.inf if mse == 0 else -10 * math.log10(mse)
 
 
 @dataclass
