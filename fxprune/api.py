@@ -97,8 +97,8 @@ def compress(
 
 
 def _teacher(train: TrainConfig | None, model: nn.Module) -> nn.Module | None:
-    """The run's teacher (``train.teacher``; the original model when it asks for one), copied
-    before anything traces the model: a captured student can share its parameter tensors."""
+    """The run's teacher (``train.teacher``; the original model when it asks for one), a frozen copy
+    taken before anything traces the model, so neither the caller's model nor the student changes."""
     return teacher_for(train, model) if isinstance(train, TrainConfig) else None
 
 

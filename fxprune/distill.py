@@ -45,8 +45,10 @@ def distill_loss(student_out: torch.Tensor, teacher_out: torch.Tensor, weight: f
 
 
 def frozen_teacher(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` to teach with: the student may share parameter tensors with the model it
-    was captured from, so training it would move the teacher too; the copy cannot drift."""
+    """A frozen copy of ``model`` to teach with (no gradients, eval mode). Freezing the caller's
+    model itself would switch off gradients in a student built from it (a pruned student's
+    parameters inherit ``requires_grad``) and change the caller's model; and a student that shares
+    tensors with its source (possible with a custom capture) would move the teacher as it trains."""
     teacher = copy.deepcopy(model)
     teacher.requires_grad_(False)
     return teacher.eval()

@@ -149,6 +149,7 @@ def test_compress_teaches_with_the_untouched_original(odd_images, hr_images):
     x = torch.rand(1, 3, 12, 12)
     config = _config(odd_images, targets="teacher", steps=6, lr=1e-2, val_data=hr_images, patch_size=6)
     small = fxprune.compress(model, fxprune.Spec(ratio=0.5, round_to=1), (x,), train=config)
+    assert model.training and all(p.requires_grad for p in model.parameters())  # the caller's model is not frozen
     for name, value in model.state_dict().items():  # the student was trained, the original was not
         torch.testing.assert_close(value, original[name], rtol=0, atol=0, msg=name)
     assert "psnr" in small.meta["fxprune"]["train"]["evals"][-1]  # val_data given: PSNR against its HR
