@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..data import RestorationDataset
+from ..distill import distill_loss
 from .variants import RoutingError
 
 __all__ = ["distill"]
@@ -64,7 +65,7 @@ def distill(student: nn.Module | Sequence[nn.Module], teacher: nn.Module, images
                 target = teacher(x)
             for s, optimizer, schedule in zip(students, optimizers, schedules):
                 out = s(x)
-                loss = hr_weight * (out - y).abs().mean() + (1 - hr_weight) * (out - target).abs().mean()
+                loss = hr_weight * (out - y).abs().mean() + distill_loss(out, target, weight=1 - hr_weight)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
