@@ -69,8 +69,8 @@ class TrainConfig:
             model the run started from (``compress`` knows it; it is copied first, so training
             cannot move it); a module: that model; ``False``: none. ``None`` (default): none with
             HR targets, the original model with ``targets="teacher"``. Distillation is off by
-            default because ``benchmarks/bench_distill.py`` has not shown it to help at equal steps
-            (see its section in ``benchmarks/RESULTS.md``). The teacher runs in eval mode under
+            default: ``benchmarks/bench_distill.py`` measures at equal steps whether it helps, and
+            it stays off unless it does beyond the seed spread (not yet measured at full size). The teacher runs in eval mode under
             ``no_grad`` on the training device; checkpoints keep only a fingerprint of it, and a
             resumed run gets it back from the same arguments.
         teacher_weight: ``w`` above (>= 0). Ignored with ``targets="teacher"``.
