@@ -79,7 +79,7 @@ def test_every_cli_command_appears_in_the_readme_and_the_demo_is_tested():
     shown = {line.split()[1] for line in _cli_lines()} | {"demo"}
     assert set(commands) <= shown
     assert "fxprune demo" in _blocks("bash")[0]
-    assert "def test_demo_runs_end_to_end" in (Path(__file__).parent / "test_cli_compress.py").read_text()
+    assert "def test_demo_runs_end_to_end" in (Path(__file__).parent / "test_cli_interrupt.py").read_text()
 
 
 def test_readme_names_the_test_command_ci_runs():
