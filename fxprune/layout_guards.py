@@ -14,21 +14,33 @@ every size of the other kind (captured at 32×32 it fails at 37×51 with ``Guard
   ``F.pad`` with negative sizes (:class:`_CropsAsPads`), a new tensor of the same values with
   no view to ask about (the zoo's ``crop`` is written that way by hand).
 
-Guards the forward itself makes (a Python branch on a size) are kept: verification checks the
-result at other sizes and names the one that fails.
+A Python branch on the height or width (:func:`generic_size_branches`) is the third source: the
+"skip the pad when there is nothing to pad" ``if pad_h or pad_w:`` of spandrel's
+``pad_to_multiple``, or SwinIR's ``if self.input_resolution == x_size:`` (the attention mask kept
+for the training size, else computed), guard on the example being a multiple of the window, or
+being the training size. Where the example is such a special case, the capture takes the side a
+generic size takes, which computes the same values at the special sizes too (a pad of zero, a
+mask computed for the size). Other branches keep their guard; verification checks the result at
+the example and at other sizes and names the one that fails.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
+import re
 from typing import Any, Iterator
 
+import sympy
 import torch
 import torch.nn.functional as F
 from torch.fx.experimental import proxy_tensor
+from torch.fx.experimental.sym_node import SymNode
 from torch.fx.experimental.symbolic_shapes import statically_known_true
 from torch import nn
 from torch.overrides import TorchFunctionMode
+
+logger = logging.getLogger("fxprune.capture")
 
 
 @contextlib.contextmanager
@@ -160,3 +172,98 @@ def _within(stop: Any, size: Any) -> bool:
         return False
     torch._check(stop <= size)
     return True
+
+
+@contextlib.contextmanager
+def generic_size_branches() -> Iterator[list[str]]:
+    """Inside, a Python branch on an input's height or width takes the side that generic sizes take
+    when the example is a special case of it; the list yielded names each such branch.
+
+    "Generic" is two sizes per dim with no small factor (the 1st and 3rd primes above the example's
+    height, the 2nd and 4th above its width), and the branch is switched only where both take one
+    side and the example the other. The switched branch leaves no guard: the graph computes the
+    generic side at every size, so the caller checks it against the model at the example (the
+    special case). Only truth tests (``if``, ``and``/``or``, ``==`` of tuples) switch; ``int()`` of
+    a size and torch's own checks (``torch._check``) keep their guards.
+
+    >>> import torch
+    >>> def pad_to_4(x):
+    ...     pad = (4 - x.shape[-1] % 4) % 4
+    ...     return torch.nn.functional.pad(x, (0, pad)) if pad else x
+    >>> shapes = ({3: torch.export.Dim.AUTO},)
+    >>> class Net(torch.nn.Module):
+    ...     def forward(self, x):
+    ...         return pad_to_4(x) * 2
+    >>> with generic_size_branches() as switched:
+    ...     program = torch.export.export(Net(), (torch.randn(1, 3, 8, 8),), dynamic_shapes=shapes, strict=False)
+    >>> len(switched), program.module()(torch.randn(1, 3, 8, 7)).shape, program.module()(torch.randn(1, 3, 8, 8)).shape
+    (1, torch.Size([1, 3, 8, 8]), torch.Size([1, 3, 8, 8]))
+    """
+    switched: list[str] = []
+    original = SymNode.bool_
+    if getattr(original, "_fxprune_generic", False):  # nested: the outer one records
+        yield switched
+        return
+
+    def generic_bool(node: SymNode) -> bool:
+        side = _generic_side(node)
+        if side is None:
+            return original(node)
+        switched.append(str(node.expr))
+        logger.debug("capture: the branch on %s takes the side generic sizes take (%s; the example's: %s)",
+                     node.expr, side, not side)
+        return side
+
+    generic_bool._fxprune_generic = True  # type: ignore[attr-defined]
+    SymNode.bool_ = generic_bool  # type: ignore[method-assign]
+    try:
+        yield switched
+    finally:
+        SymNode.bool_ = original  # type: ignore[method-assign]
+
+
+_SPATIAL_SOURCE = re.compile(r"\.size\(\)\[([23])\]$")
+
+
+def _generic_side(node: SymNode) -> bool | None:
+    """The truth of ``node`` at both generic sizes where they agree and the example differs; else None."""
+    env = node.shape_env
+    if env is None or node.hint is None or env._suppress_guards_tls():
+        return None
+    points: list[dict[Any, int]] = [{}, {}]
+    spatial = False
+    for symbol in node.expr.free_symbols:
+        hint = env.backed_var_to_val.get(symbol)
+        if hint is None:  # unbacked (data-dependent): not a size of the input
+            return None
+        dims = {m.group(1) for source in env.var_to_sources.get(symbol, ())
+                if (m := _SPATIAL_SOURCE.search(source.name))}
+        if len(dims) == 1:
+            spatial = True
+            primes = _primes_above(int(hint))
+            points[0][symbol], points[1][symbol] = (primes[0], primes[2]) if dims == {"2"} else (primes[1], primes[3])
+        else:
+            points[0][symbol] = points[1][symbol] = int(hint)
+    if not spatial:
+        return None
+    sides = [node.expr.xreplace(point) for point in points]
+    if not all(side in (sympy.true, sympy.false) for side in sides) or sides[0] != sides[1]:
+        return None
+    side = bool(sides[0])
+    return side if side != bool(node.hint) else None
+
+
+@functools.lru_cache(maxsize=256)
+def _primes_above(size: int) -> tuple[int, int, int, int]:
+    """The four smallest primes above ``size``.
+
+    >>> _primes_above(16)
+    (17, 19, 23, 29)
+    """
+    found: list[int] = []
+    candidate = size + 1
+    while len(found) < 4:
+        if candidate > 1 and all(candidate % p for p in range(2, int(candidate ** 0.5) + 1)):
+            found.append(candidate)
+        candidate += 1
+    return tuple(found)  # type: ignore[return-value]

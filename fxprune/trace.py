@@ -25,7 +25,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from .errors import CaptureError
 from .fast_capture import capture_size_blind
 from .graph_mode import enable_train_eval, fixed_batch
-from .layout_guards import without_layout_guards
+from .layout_guards import generic_size_branches, without_layout_guards
 from . import capture_cache
 from .opaque import record_io, replace_with_leaf
 from .shapes import STALE
@@ -248,6 +248,30 @@ def _capture_with_leaf(model: nn.Module, inputs: tuple[Any, ...], name: str, err
 def _export(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool) -> tuple[fx.GraphModule, bool]:
     """Export; returns the graph and whether its batch is dynamic.
 
+    With dynamic sizes, a Python branch on the height or width for which the example is a special
+    case takes the generic side (:func:`~fxprune.layout_guards.generic_size_branches`: SwinIR's
+    ``if pad_h or pad_w`` at a multiple of its window); such a graph is kept only if it computes
+    what the model computes on the example, else the capture runs again with the example's branches.
+    """
+    if not dynamic:
+        return _export_candidates(model, inputs, dynamic)
+    gm = None
+    with generic_size_branches() as switched:
+        try:
+            gm, dynamic_batch = _export_candidates(model, inputs, dynamic)
+        except Exception:  # noqa: BLE001 - the generic side may not run at the example: try the example's
+            if not switched:
+                raise
+    if gm is not None and (not switched or _same_outputs(gm, model, inputs)):
+        return gm, dynamic_batch
+    logger.debug("the graph with generic branches (%s) does not compute the model at the example; capturing "
+                 "with the example's branches", ", ".join(switched))
+    return _export_candidates(model, inputs, dynamic)
+
+
+def _export_candidates(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool) -> tuple[fx.GraphModule, bool]:
+    """Export at a batch of 2, else at the caller's batch; returns the graph and whether its batch is dynamic.
+
     When dynamic, the batch is made dynamic too (through an example batch of 2, since export
     specializes a size-1 dim) where the model allows it, so a graph traced on one image trains on
     batches. A forward that computes a size from the batch through Python numbers (SwinIR's
@@ -394,10 +418,13 @@ def _cropped(gm: fx.GraphModule, inputs: tuple[Any, ...]) -> tuple[Any, ...] | N
 def _same_outputs(gm: fx.GraphModule, model: nn.Module, inputs: tuple[Any, ...]) -> bool:
     """A cache hit is used only if it computes what the model computes on the example input (the
     key cannot see everything a forward reads, e.g. module-level globals); buffers a train-mode
-    forward updates are restored on both sides."""
+    forward updates are restored on both sides, and both draw the same random numbers (a train-mode
+    dropout)."""
     try:
-        with _buffers_kept(gm, model), torch.no_grad():
+        with _buffers_kept(gm, model), torch.no_grad(), torch.random.fork_rng():
+            torch.manual_seed(0)
             expected = model(*_cloned(inputs))
+            torch.manual_seed(0)
             got = gm(*_cloned(inputs))
         return _all_close(expected, got)
     except Exception:  # noqa: BLE001 - any failure means: capture again
