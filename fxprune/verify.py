@@ -121,8 +121,9 @@ def verify_sizes(original: nn.Module, model: nn.Module, example_inputs: Any, *, 
     ``model`` (its captured, prepared or compressed graph) does not, or gives outputs of another
     shape, or other values where the two agree on the example.
 
-    The sizes are the example, the example + (5, 3) and 37×41 (prime): a graph that baked a size
-    into a guard (a padding multiple, a window) fails at one of them. Only the example is checked
+    The sizes are the example, the example + (5, 3), 37×41 (prime) and 48×48 (a multiple of every
+    usual window): a graph that baked a size into a guard (a padding multiple, a window) fails at
+    one of them. Only the example is checked
     when the graph's height and width are static. Both models run in eval mode and are left in
     the mode they came in. Called before training, so that a run never trains and then dies.
 
@@ -147,7 +148,7 @@ def verify_sizes(original: nn.Module, model: nn.Module, example_inputs: Any, *, 
         return
     static = isinstance(model, fx.GraphModule) and not any(d & {2, 3} for d in _dynamic_dims(model))
     generator = torch.Generator().manual_seed(2)
-    others = [] if static else [tuple(_resized(t, {0, 2, 3}, size, 0, generator) for t in inputs) for size in (_odd, _prime)]
+    others = [] if static else [tuple(_resized(t, {0, 2, 3}, size, 0, generator) for t in inputs) for size in (_odd, _prime, _composite)]
     with eval_mode(original, model), torch.no_grad():
         same = True
         for run, batch in enumerate([inputs, *others]):
@@ -258,6 +259,9 @@ def _dynamic_dims(gm: fx.GraphModule) -> list[set[int]]:
 
 ODD_STEP = (5, 3)  # added to the example's height and width: an odd size that breaks "multiple of 2, 4, 8"
 PRIME_SIZE = (37, 41)  # a prime height and width: no multiple of anything divides them
+# a multiple of 2, 3, 4, 6, 8, 12, 16 and 24: a graph captured at a size that is no multiple of its
+# window (its pad-to-multiple branch baked in as "pad > 0") fails here
+COMPOSITE_SIZE = (48, 48)
 
 
 def _fresh(x: torch.Tensor, shape: list[int], generator: torch.Generator) -> torch.Tensor:
@@ -296,9 +300,13 @@ def _prime(h: int, w: int) -> tuple[int, int]:
     return PRIME_SIZE
 
 
+def _composite(h: int, w: int) -> tuple[int, int]:
+    return COMPOSITE_SIZE
+
+
 def _other_sizes(gm: fx.GraphModule, inputs: tuple[Any, ...]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """Where the graph is dynamic, the inputs at the sizes that break a size baked into a guard:
-    the example + (5, 3) at another batch, and 37×41 (prime), each checked where the reference
+    the example + (5, 3) at another batch, 37×41 (prime) and 48×48 (composite), each checked where the reference
     runs at it; and a fallback for when the reference runs at neither (a model that needs a
     multiple of its window and does not pad): half the height/width, or double it where half
     does not run (doubling keeps every divisibility: windows, pixel unshuffle, U-Net levels)."""
@@ -313,7 +321,7 @@ def _other_sizes(gm: fx.GraphModule, inputs: tuple[Any, ...]) -> tuple[list[tupl
         return other if changed else None
 
     # batch + 2: 1 becomes 3, neither the example's batch nor the batch of 2 used for capture
-    sizes = [other for other in (at(_odd, 2), at(_prime, 0)) if other is not None]
+    sizes = [other for other in (at(_odd, 2), at(_prime, 0), at(_composite, 0)) if other is not None]
     fallback = [other for other in (at(_scaled(0.5), 2), at(_scaled(2.0), 2)) if other is not None]
     return sizes, fallback
 

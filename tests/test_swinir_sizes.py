@@ -128,3 +128,14 @@ def test_the_captured_pad_amount_makes_the_padded_size_a_visible_multiple() -> N
             assert int(pads[1]) == (m - 10 % m) % m and int(pads[3]) == (m - 13 % m) % m  # the same numbers
             assert statically_known_true((h + pads[3]) % m == 0) and statically_known_true((w + pads[1]) % m == 0)
             assert not statically_known_true((h + (m - h % m) % m) % m == 0)  # the form it replaces is not
+
+
+def test_a_graph_that_refuses_the_multiples_is_refused_by_the_size_check() -> None:
+    """Until the gap above is closed, the graph captured at 9×10 must not be handed back: the size
+    check's 48×48 (a multiple of every usual window) finds what the odd and prime sizes miss."""
+    from fxprune.verify import verify_sizes
+
+    model = PadToMultiple(4).eval()  # 9×10 pads to 12×12, not the mask's 8×8: only the pad branch is baked in
+    example = torch.rand(1, 3, 9, 10)
+    with pytest.raises(fxprune.VerificationError, match="48×48"):
+        verify_sizes(model, fxprune.trace(model, example), example)
