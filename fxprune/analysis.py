@@ -46,8 +46,8 @@ def _first_conv_input(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[str, n
     if not handles:
         return None
     try:
-        with torch.no_grad():
-            model(*inputs)
+        with torch.no_grad():  # on copies: a forward that writes its input (x.sub_(mean)) must not write the caller's
+            model(*(t.clone() if isinstance(t, torch.Tensor) else t for t in inputs))
     except _Reached:
         pass
     except Exception:  # the capture reports errors elsewhere in the forward with their context
