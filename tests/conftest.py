@@ -19,8 +19,27 @@ PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 settings.load_profile(PROFILE)
 
 
+def _module_fixture_owner(item: pytest.Item) -> str | None:
+    """The test's module if the test uses a module-scoped fixture defined in that module."""
+    module = item.nodeid.split("::")[0]
+    for definitions in getattr(item, "_fixtureinfo").name2fixturedefs.values():
+        if definitions[-1].scope == "module" and definitions[-1].baseid == module:
+            return module
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under "dev", scale the example count of tests that set their own ``max_examples`` too."""
+    """Keep on one xdist worker the tests of a module that share an expensive module fixture (a
+    route run, the zoo's ONNX exports, the README's command sequence): spread over two workers,
+    each worker builds the fixture again (``--dist loadgroup`` in pyproject.toml). xdist schedules
+    these groups first, the single tests fill in around them.
+
+    Under "dev", scale the example count of tests that set their own ``max_examples`` too."""
+    for item in items:
+        owner = _module_fixture_owner(item) if hasattr(item, "_fixtureinfo") else None
+        if owner is not None:
+            item.add_marker(pytest.mark.xdist_group(owner))
     if PROFILE != "dev":
         return
     for item in items:

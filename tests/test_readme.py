@@ -56,9 +56,13 @@ def workdir(tmp_path_factory):
         "        super().__init__(torch.nn.Conv2d(3, width, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(width, 3, 3, padding=1))\n"
     )
     (folder / "spec.yaml").write_text(SPEC_BLOCKS[0])
-    # the README's routing spec with a short estimator run, so the route command stays quick here
+    # the README's routing spec with a short estimator run and two small held-out images (the whole-image
+    # comparison and the report time every model on them), so the route command stays quick here
+    (folder / "val").mkdir()
+    for i, image in enumerate((data.chelsea()[100:196, 150:246], data.coffee()[150:246, 200:296])):
+        Image.fromarray(np.ascontiguousarray(image)).save(folder / "val" / f"{i}.png")
     (folder / "variants.yaml").write_text(re.sub(r"^(patch|estimator|train):.*$", "", ROUTING_BLOCKS[0], flags=re.M)
-                                          + "patch: 16\nestimator: {steps: 20, windows: 64, held_out: 32}\n")
+                                          + "patch: 16\nestimator: {steps: 20, windows: 64, held_out: 32, val_data: val}\n")
     Image.fromarray(np.ascontiguousarray(data.astronaut()[100:180, 150:250])).save(folder / "in.png")
     return folder
 
