@@ -22,6 +22,8 @@ PICKS = (
     ("## ASSL ablation (bench_assl.py)", "ASSL vs L1 + fine-tuning vs scratch", r"^Ratio [0-9.]+: measured order"),
     ("## SLS: learned N:M vs one-shot N:M, L1 and ASSL (bench_sls.py)", "SLS vs one-shot N:M",
      r"^- Budget [0-9.]+: SLS "),
+    ("## Distillation from the original model (bench_distill.py)", "Distillation from the original model",
+     r"^L1 one-shot \+ fine-tune, "),
     ("## Dynamic patch routing (bench_routing.py)", "Dynamic patch routing", r"^(Goal|No β|On this scene)"),
     ("## Latency budgets: Spec(latency=t) vs one global ratio (bench_latency.py --section latency)",
      "Latency budgets", r"^(Whole section|At a global ratio)"),

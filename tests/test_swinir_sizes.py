@@ -49,6 +49,9 @@ def test_a_swinir_checkpoint_compressed_at_a_window_multiple_runs_at_every_size(
             expected = masked(other)
             assert expected.shape == (1, 3, 2 * h, 2 * w)
             torch.testing.assert_close(small(other), expected, **TOL)
+    # fp16: the graph's lifted constants (the shifted windows' attention mask) go to half with the weights
+    report = fxprune.export_onnx(small, tmp_path / "swinir_fp16.onnx", (x,), dtype="float16")
+    assert report.max_abs_error <= report.tolerance
 
 
 class PadToMultiple(nn.Module):

@@ -4,12 +4,15 @@ Each is compressed through the public path and must run at its example batch, eq
 masked model."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import fxprune
+from fxprune import capture_cache
 from fxprune.graph_mode import copy_graph_module
 from fxprune.masking import masked_model
 from fxprune.models import build
@@ -36,7 +39,7 @@ class Windows(nn.Module):
         return self.b(y)
 
 
-def _check(model: nn.Module, x: torch.Tensor, other: torch.Tensor | None, *, public: bool = False) -> None:
+def _check(model: nn.Module, x: torch.Tensor, other: torch.Tensor | None, *, public: bool = False) -> fxprune.ChannelGraph:
     """L1 at ratio 0.5 must give a model that runs on ``x`` (and on ``other`` where the graph is
     dynamic) and equals the masked model with the same keep-set. ``public`` goes through
     ``fxprune.compress`` (which is analyze, plan_keep and slice_channels: the other cases call
@@ -56,6 +59,7 @@ def _check(model: nn.Module, x: torch.Tensor, other: torch.Tensor | None, *, pub
     expected = torch.cat([masked(part) for part in bigger.split(x.shape[0])])
     torch.testing.assert_close(small(bigger), expected)
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
+    return graph
 
 
 def test_window_reverse_at_batch_one():
@@ -107,16 +111,20 @@ def test_zoo_model_compresses_and_runs_at_its_batch(name, batch):
     model = randomize_norms(build(name).eval(), seed=0)
     # the other size keeps at least two windows per dim at every level (one would be a size-1 dim,
     # which export specializes)
-    _check(model, torch.randn(batch, 3, 12, 12), torch.randn(batch, 3, 20, 24))
+    x = torch.randn(batch, 3, 12, 12)
+    graph = _check(model, x, torch.randn(batch, 3, 20, 24))
+    # the same structure with other weights comes from the capture cache (tests/test_capture_cache.py
+    # checks the other zoo models), with the same groups, bound to its own weights
+    other = randomize_norms(build(name).eval(), seed=1)
+    key = capture_cache.key_of(other, (x,), (True, True))
+    assert key is not None and capture_cache.lookup(key, other) is not None, "the zoo model should be cached"
+    cached = fxprune.analyze(other, x)
+    assert cached.summary() == graph.summary()
+    assert [dataclasses.asdict(g) for g in cached.groups] == [dataclasses.asdict(g) for g in graph.groups]
+    torch.testing.assert_close(cached.gm(x), other(x))
 
 
-def test_restormer_unet_batch_is_dynamic():
-    """No window helper: compressed at batch 1, it runs at batch 3 too."""
-    torch.manual_seed(1)
-    model, x = build("restormer_unet").eval(), torch.randn(1, 3, 8, 8)
-    small = fxprune.compress(model, fxprune.Spec(method="l1", ratio=0.5, round_to=1), (x,))
-    assert small.meta["fxprune_capture"].dynamic_batch
-    assert small(torch.randn(3, 3, 8, 8)).shape == (3, 3, 8, 8)
+# restormer_unet (no window helper) compressed at batch 1 has a dynamic batch: tests/test_compress.py
 
 
 def test_batch_checks_do_not_touch_the_model():

@@ -84,8 +84,39 @@ def half_copy(model: nn.Module, inputs: tuple[torch.Tensor, ...], precision: Pre
         raise ValueError(f"an fp16 export takes a model with one floating-point input (an image); this one takes "
                          f"{len(inputs)} ({', '.join(str(t.dtype) for t in inputs)}): export it in float32")
     with eval_mode(model):
-        half = _Half(copy.deepcopy(model).half(), io).eval()
+        half = _Half(_constants_to_half(copy.deepcopy(model).half()), io).eval()
     return half, _Reference(model, io)
+
+
+def _constants_to_half(model: nn.Module) -> nn.Module:
+    """``Module.half`` converts parameters and buffers only. A captured graph also holds plain tensor
+    attributes (constants torch.export lifted) and ops that make fp32 tensors as it runs (SwinIR's
+    shifted-window attention mask: ``zeros(..., dtype=float32)`` at sizes other than the example's),
+    which would meet fp16 activations: convert those attributes and make those ops produce fp16."""
+    for module in model.modules():
+        for name, value in list(vars(module).items()):
+            if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter) and value.dtype == torch.float32:
+                setattr(module, name, value.half())
+        if isinstance(module, torch.fx.GraphModule) and sum(_make_half(node) for node in module.graph.nodes):
+            module.recompile()
+    return model
+
+
+def _make_half(node: torch.fx.Node) -> bool:
+    """Turn an fp32 dtype argument of ``node`` into fp16, or give fp16 to an op that made an fp32
+    tensor by default (``zeros`` without a dtype); True if the node changed."""
+    args = tuple(torch.float16 if a is torch.float32 else a for a in node.args)
+    kwargs = {k: torch.float16 if v is torch.float32 else v for k, v in node.kwargs.items()}
+    val = node.meta.get("val")
+    schema = getattr(node.target, "_schema", None)
+    if (node.op == "call_function" and "dtype" not in kwargs and isinstance(val, torch.Tensor)
+            and val.dtype == torch.float32 and schema is not None
+            and any(a.name == "dtype" and a.kwarg_only for a in schema.arguments)):
+        kwargs["dtype"] = torch.float16
+    if args == node.args and kwargs == node.kwargs:
+        return False
+    node.args, node.kwargs = args, kwargs
+    return True
 
 
 def io_inputs(inputs: tuple[torch.Tensor, ...], precision: Precision) -> tuple[torch.Tensor, ...]:
