@@ -22,7 +22,7 @@ settings.load_profile(PROFILE)
 def _module_fixture_owner(item: pytest.Item) -> str | None:
     """The test's module if the test uses a module-scoped fixture defined in that module."""
     module = item.nodeid.split("::")[0]
-    for definitions in getattr(item, "_fixtureinfo").name2fixturedefs.values():
+    for definitions in item._fixtureinfo.name2fixturedefs.values():
         if definitions[-1].scope == "module" and definitions[-1].baseid == module:
             return module
     return None

@@ -91,7 +91,7 @@ def half_copy(model: nn.Module, inputs: tuple[torch.Tensor, ...], precision: Pre
 def _constants_to_half(model: nn.Module) -> nn.Module:
     """``Module.half`` converts parameters and buffers only. A captured graph also holds plain tensor
     attributes (constants torch.export lifted) and ops that make fp32 tensors as it runs (SwinIR's
-    shifted-window attention mask: ``zeros(..., dtype=float32)`` at sizes other than the example's),
+    shifted-window attention mask: ``zeros`` with no dtype, at sizes other than the example's),
     which would meet fp16 activations: convert those attributes and make those ops produce fp16."""
     for module in model.modules():
         for name, value in list(vars(module).items()):
