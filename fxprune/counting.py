@@ -141,6 +141,18 @@ class MacReport:
 
 
 # ------------------------------------------------------------------------------------ op tables
+PHANTOM_META = "fxprune_phantom"
+
+
+@dataclass(frozen=True)
+class PhantomPart:
+    """Marks a node of an op that slicing rewrote to its exact form over the kept channels
+    (passes/phantom_statistics.py): it is priced as the op it replaced (``op``, e.g. a LayerNorm
+    is one norm MAC per element, as before slicing), on the ``result`` node; the other parts are free."""
+
+    op: str
+    result: bool
+
 _CONV = {"conv1d", "conv2d", "conv3d"}
 _CONV_TRANSPOSE = {"conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}
 _CONVOLUTION = {"convolution", "_convolution", "convolution_overrideable"}  # transposed flag at arg 6
@@ -340,6 +352,11 @@ class _Pricer(fx.Interpreter):
             if isinstance(n.target, torch._ops.HigherOrderOperator):
                 self.uncounted.add(str(getattr(n.target, "__name__", n.target)))
             return
+        phantom = n.meta.get(PHANTOM_META)
+        if phantom is not None:
+            if not phantom.result:
+                return
+            name = phantom.op
         out = _first_tensor(result)
         if name in ("max", "min") and getattr(n.target, "_overloadname", "") == "other":
             name = "maximum" if name == "max" else "minimum"  # the elementwise overload, not a reduction

@@ -31,6 +31,7 @@ from fxprune.pass_infra import PassBase, PassResult, PreconditionError
 from fxprune.selection import SizeKey, kept_indices
 
 from .insert_weight_modules import WeightModules
+from .phantom_statistics import PHANTOM_REWRITERS
 
 aten = torch.ops.aten
 
@@ -226,6 +227,7 @@ REWRITERS: dict[Any, Rewriter] = {
     aten.convolution.default: _convolution,
     aten.group_norm.default: _groups_arg(1, "num_groups"),
     aten.native_group_norm.default: _native_group_norm,
+    **PHANTOM_REWRITERS,
 }
 
 
@@ -254,7 +256,7 @@ def _slice_tensors(gm: fx.GraphModule, kept: dict[SizeKey, np.ndarray]) -> int:
 def _rewrite_sizes(gm: fx.GraphModule, kept: dict[SizeKey, np.ndarray]) -> None:
     """Rewrite every op argument of ``gm`` that encodes a sliced channel count, in place."""
     sizes = _Sizes(kept)
-    for node in gm.graph.nodes:
+    for node in list(gm.graph.nodes):  # phantom-statistics rewrites replace the node they visit
         rewrite = REWRITERS.get(node.target)
         if rewrite is not None:
             rewrite(node, sizes)

@@ -13,7 +13,8 @@ Conventions used in the derivations:
   index for index; when such a tie joins channels that the layers themselves did not already hold
   together (two producers of a trunk, the two halves of a gate, q/k/v thirds split by a chunk), the
   group is "coupled";
-* model input/output, LayerNorm over channels and softmax over a dim make channels "fixed";
+* model input/output and ops with no exact form over kept channels (prod, max with indices, a
+  softmax over keys) make channels "fixed"; LayerNorm, mean/var and softmax over channels do not;
 * ``PixelShuffle(r)`` makes units of r² channels in the conv before it; ``chunk(2)`` + ``x1 * x2``
   makes units of 2; attention heads make units of the q/k/v thirds of one head (3·C/heads);
 * a depthwise conv's output is in the group of its input, and it is listed as a producer;
@@ -191,14 +192,14 @@ def imdn() -> list[G]:
 def nafnet() -> list[G]:
     # width 8, one level: intro -> encoders.0.0 -> downs.0 (8 -> 16) -> middle.0 -> ups.0
     # (conv 16 -> 32 + PixelShuffle(2) -> 8) + skip -> decoders.0.0 -> ending (+ input).
-    # Every NAFBlock normalizes its trunk with LayerNorm2d (mean/var over channels): both trunks
-    # are fixed. ups.0.0 joins the level-0 trunk with units of 4 (its first producer, intro, has 1).
+    # Every NAFBlock normalizes its trunk with LayerNorm2d (mean/var over channels, exact over the
+    # kept channels with the original count): both trunks are coupled. ups.0.0 joins the level-0 trunk with units of 4 (its first producer, intro, has 1).
     blocks = [("encoders.0.0", 8), ("middle.0", 16), ("decoders.0.0", 8)]
-    level0 = g("fixed", 8, {"intro", "encoders.0.0.conv3", "encoders.0.0.conv5", "ups.0.0",
+    level0 = g("coupled", 8, {"intro", "encoders.0.0.conv3", "encoders.0.0.conv5", "ups.0.0",
                             "decoders.0.0.conv3", "decoders.0.0.conv5"},
                consumers={"encoders.0.0.conv1", "encoders.0.0.conv4", "downs.0",
                           "decoders.0.0.conv1", "decoders.0.0.conv4", "ending"})
-    level1 = g("fixed", 16, {"downs.0", "middle.0.conv3", "middle.0.conv5"},
+    level1 = g("coupled", 16, {"downs.0", "middle.0.conv3", "middle.0.conv5"},
                consumers={"middle.0.conv1", "middle.0.conv4", "ups.0.0"})
     return [level0, level1, *(e for p, c in blocks for e in nafblock(p, c)), g("fixed", 3, {"ending"})]
 
@@ -246,12 +247,13 @@ def unet() -> list[G]:
 
 def swinir() -> list[G]:
     # The default config (C = 32, 2 Swin layers, 2 heads, window 4, mlp 64). The token trunk (head,
-    # each layer's attention.proj and mlp.fc2, body_conv) is LayerNorm'd: fixed. qkv (32 -> 96) is
+    # each layer's attention.proj and mlp.fc2, body_conv) is LayerNorm'd (exact over the kept
+    # channels): coupled. qkv (32 -> 96) is
     # viewed as (3, heads, 16): whole heads are the units, 2 units of 3·16 = 48 channels; the
     # reshape itself binds a head's q/k/v thirds (the 3-dim is selected away, the head dim is kept),
     # so each unit has one producer and the q @ kᵀ join adds no new tie: free.
     layers = ["body.0", "body.1"]
-    trunk = g("fixed", 32, {"head", "body_conv", *(f"{p}.{m}" for p in layers for m in ("attention.proj", "mlp.fc2"))},
+    trunk = g("coupled", 32, {"head", "body_conv", *(f"{p}.{m}" for p in layers for m in ("attention.proj", "mlp.fc2"))},
               consumers={"body_conv", "tail.0", *(f"{p}.{m}" for p in layers for m in ("attention.qkv", "mlp.fc1"))})
     heads = [g("free", 2, {f"{p}.attention.qkv"}, unit=48, consumers={f"{p}.attention.proj"}) for p in layers]
     mlps = [g("free", 64, {f"{p}.mlp.fc1"}, consumers={f"{p}.mlp.fc2"}) for p in layers]
@@ -260,13 +262,13 @@ def swinir() -> list[G]:
 
 def restormer() -> list[G]:
     # C = 8, one block, 2 heads, GDFN hidden 16. The trunk (head, proj, project_out) goes through
-    # ChannelLayerNorm: fixed. MDTA: qkv (8 -> 24) and its depthwise qkv_dw share channels; the
+    # ChannelLayerNorm (exact over the kept channels): coupled. MDTA: qkv (8 -> 24) and its depthwise qkv_dw share channels; the
     # chunk(3) thirds are reshaped to (heads, 4) and joined head by head only by the contractions
     # q @ kᵀ and attn @ v: 2 coupled units of 12. GDFN: project_in (8 -> 32), depthwise dwconv,
     # gelu(x1) * x2: 16 coupled units of 2.
     p = "body.0"
     return [
-        g("fixed", 8, {"head", f"{p}.attention.proj", f"{p}.ffn.project_out"},
+        g("coupled", 8, {"head", f"{p}.attention.proj", f"{p}.ffn.project_out"},
           consumers={f"{p}.attention.qkv", f"{p}.ffn.project_in", "tail"}),
         g("coupled", 2, {f"{p}.attention.qkv", f"{p}.attention.qkv_dw"}, unit=12,
           consumers={f"{p}.attention.qkv_dw", f"{p}.attention.proj"}),

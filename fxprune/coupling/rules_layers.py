@@ -6,6 +6,7 @@ import torch.fx as fx
 
 from .args import arg
 from .context import CouplingContext
+from .rules_reduce import EXACT_STATISTICS_OPS
 
 
 def _batch_and_spatial(node: fx.Node, ctx: CouplingContext, x: fx.Node, reason: str) -> None:
@@ -134,8 +135,11 @@ def native_group_norm(node: fx.Node, ctx: CouplingContext) -> None:
     _per_channel(node, ctx, [arg(node, 1, "weight"), arg(node, 2, "bias")], channels // groups)
 
 
-def layer_norm(node: fx.Node, ctx: CouplingContext) -> None:
-    """LayerNorm statistics mix the normalized dims, so their channels are fixed (see README)."""
+def layer_norm(node: fx.Node, ctx: CouplingContext, *, exact: bool = True) -> None:
+    """LayerNorm: every dim passes through, the affine parameters follow the normalized dims. The
+    statistics mix the normalized dims; aten.layer_norm stays exact over kept channels (the slicing
+    pass keeps the original count, passes/phantom_statistics.py), so those dims are prunable unless
+    ``exact`` is off (Spec(norm="fixed")) or the op is another overload (native_layer_norm)."""
     x = arg(node, 0, "input")
     shape = list(arg(node, 1, "normalized_shape"))
     rank = ctx.ndim(x)
@@ -143,8 +147,10 @@ def layer_norm(node: fx.Node, ctx: CouplingContext) -> None:
     index = _out_index(node)
     for d in range(rank):
         ctx.tie(ctx.space(x, d), ctx.space(node, d, index))
-    for d in range(first, rank):
-        ctx.fix(ctx.space(x, d), "normalized by LayerNorm (statistics mix channels)")
+    if not (exact and node.target in EXACT_STATISTICS_OPS):
+        reason = "statistics kept fixed by norm='fixed'" if exact is False else "statistics mix channels"
+        for d in range(first, rank):
+            ctx.fix(ctx.space(x, d), f"normalized by LayerNorm ({reason})")
     for p in (arg(node, 2, "weight"), arg(node, 3, "bias")):
         if isinstance(p, fx.Node):
             for d in range(len(shape)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import string
 from typing import Any
 
+import torch
 import torch.fx as fx
 
 from .args import arg, dims_arg
@@ -22,18 +23,44 @@ def _schema_arg(node: fx.Node, name: str, default: Any = None) -> Any:
 
 
 # Reductions whose result does not change when zero elements are removed from the reduced dim.
-_ZERO_SAFE = ("sum", "linalg_vector_norm", "norm", "nansum")
+_ZERO_SAFE = ("sum", "linalg_vector_norm", "norm", "nansum", "any")
+
+_aten = torch.ops.aten
+# Ops whose statistic over a dim stays exact when that dim loses channels, given the original
+# count: a pruned channel is exactly zero in the masked model, so mean = sum over the kept / C,
+# var adds (C - C')·mean², amax/amin meet 0, softmax adds (C - C')·exp(-max) to its denominator.
+# The slicing pass rewrites each to that form (passes/phantom_statistics.py); without ``exact``
+# (the registry of Spec(norm="fixed")) their dims stay fixed as before.
+EXACT_STATISTICS_OPS = frozenset({
+    _aten.mean.dim, _aten.var.correction, _aten.std.correction, _aten.var.dim, _aten.std.dim,
+    _aten.amax.default, _aten.amin.default,
+    _aten.softmax.int, _aten._softmax.default, _aten.log_softmax.int, _aten._log_softmax.default,
+    _aten.layer_norm.default,
+})
+# Along-dim ops that are exact over the kept channels with no rewrite (zeros add nothing to a
+# running sum); their pruned outputs are zeroed with the group.
+_ZERO_SAFE_ALONG_DIM = ("cumsum",)
+# A corrected variance divides by (count - correction): exact only when the count is a constant,
+# i.e. over one dim (the channels), not over channels and a height that may vary.
+_ONE_DIM_ONLY = ("var", "std")
 
 
-def reduction(node: fx.Node, ctx: CouplingContext) -> None:
+def _op_name(node: fx.Node) -> str:
+    return str(getattr(node.target, "overloadpacket", node.target)).rsplit(".", 1)[-1]
+
+
+def reduction(node: fx.Node, ctx: CouplingContext, *, exact: bool = True) -> None:
     """sum/mean/amax/var/std/norm/max.dim/...: reduced dims are summed away (exact for sums of
-    zeros) or fixed (mean, max, var... change when elements are removed); the rest pass through."""
+    zeros), kept prunable through an exact rewrite (mean, var, std, amax, amin over static dims,
+    see :data:`EXACT_STATISTICS_OPS`) or fixed (max.dim's indices, prod, median... change when
+    elements are removed); the other dims pass through."""
     x = arg(node, 0, "self")
     rank = ctx.ndim(x)
     dims = dims_arg(_schema_arg(node, "dim"), rank)
     reduced = set(range(rank)) if dims is None else set(dims)
-    name = str(getattr(node.target, "overloadpacket", node.target)).rsplit(".", 1)[-1]
-    safe = name in _ZERO_SAFE
+    name = _op_name(node)
+    rewritable = exact and node.target in EXACT_STATISTICS_OPS and (len(reduced) == 1 or name not in _ONE_DIM_ONLY)
+    safe = name in _ZERO_SAFE or rewritable
     val = node.meta.get("val")
     indices = [i for i in range(len(val))] if isinstance(val, (list, tuple)) else [None]
     for index in indices:
@@ -43,7 +70,7 @@ def reduction(node: fx.Node, ctx: CouplingContext) -> None:
         for d in range(rank):
             if d in reduced:
                 space = ctx.space(x, d)
-                ctx.cover(space) if safe else ctx.fix(space, f"reduced by {name} (removing channels changes it)")
+                ctx.cover(space) if safe else ctx.fix(space, _fix_reason(name, exact, node))
                 if keepdim:
                     out_dim += 1
                 continue
@@ -51,13 +78,24 @@ def reduction(node: fx.Node, ctx: CouplingContext) -> None:
             out_dim += 1
 
 
-def along_dim(node: fx.Node, ctx: CouplingContext) -> None:
-    """softmax / log_softmax / cumsum: the dim is mixed (fixed); the others pass through."""
+def _fix_reason(name: str, exact: bool, node: fx.Node) -> str:
+    if exact and node.target in EXACT_STATISTICS_OPS:
+        return f"reduced by {name} over several dims (a corrected variance over channels has an exact form over one dim only)"
+    if node.target in EXACT_STATISTICS_OPS:
+        return f"reduced by {name} (statistics kept fixed by norm='fixed')"
+    return f"reduced by {name} (removing channels changes it)"
+
+
+def along_dim(node: fx.Node, ctx: CouplingContext, *, exact: bool = True) -> None:
+    """softmax / log_softmax / cumsum: the dim passes through when the op stays exact over the kept
+    channels (softmax with the phantom terms, a running sum as it is), else it is fixed; the other
+    dims pass through."""
     x = arg(node, 0, "self")
     rank = ctx.ndim(x)
     dim = int(arg(node, 1, "dim")) % rank
+    keeps = _op_name(node) in _ZERO_SAFE_ALONG_DIM or (exact and node.target in EXACT_STATISTICS_OPS)
     for d in range(rank):
-        if d == dim:
+        if d == dim and not keeps:
             ctx.fix(ctx.space(x, d), "normalized along this dim")
             ctx.fix(ctx.space(node, d), "normalized along this dim")
         else:
