@@ -7,7 +7,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from .coupling import CouplingRegistry, registry as user_registry
+from .coupling import CouplingRegistry, registry as user_registry, registry_for
 from .coupling.context import CouplingContext, flat_nodes, output_indices, target_name, tensor_inputs
 from .coupling.rules_elementwise import fix_everything
 from .errors import ExampleInputError, UnsupportedOpError
@@ -169,12 +169,16 @@ def analyze(
     strict: bool = False,
     dynamic_hw: bool = True,
     rules: CouplingRegistry | None = None,
+    norm: str = "exact",
 ) -> ChannelGraph:
     """Find every group of channels that must be pruned together.
 
     ``model`` is an ``nn.Module`` (captured with :func:`fxprune.trace` on ``example_inputs``) or a
     ``GraphModule`` that :func:`fxprune.trace` or a compression returned. With ``strict`` an op without a coupling
     rule raises :class:`fxprune.UnsupportedOpError` instead of being fixed with a diagnostic.
+    ``norm`` is ``Spec.norm``: ``"exact"`` lets channels that LayerNorm, means, variances and
+    softmax read be pruned (their statistics stay exact), ``"fixed"`` keeps them (see
+    :func:`fxprune.coupling.registry_for`); ``rules``, when given, decides instead.
 
     >>> import torch, fxprune
     >>> from fxprune.models import build
@@ -182,6 +186,7 @@ def analyze(
     >>> graph.groups[0].kind, len(graph.groups[0].producers)
     ('coupled', 7)
     """
+    rules = rules or registry_for(norm)
     if isinstance(model, fx.GraphModule) and "fxprune_capture" in model.meta and STALE not in model.meta:
         gm = model  # a capture, or a rewrite of one with refreshed shapes (fxprune.shapes)
     else:

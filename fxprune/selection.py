@@ -14,7 +14,7 @@ from .graph import ChannelGraph, Group
 from .spec import Spec
 
 # the Spec fields channel selection reads (a channel-pruning method owns them)
-CHANNEL_FIELDS = ("ratio", "round_to", "latency")
+CHANNEL_FIELDS = ("ratio", "round_to", "latency", "norm")
 
 SizeKey = tuple[str, int, int]  # (node name, output index, dim)
 

@@ -25,7 +25,8 @@ import yaml
 
 from .errors import SpecError
 
-OVERRIDE_FIELDS = ("ratio", "round_to")  # override settings of a method that declares none of its own
+OVERRIDE_FIELDS = ("ratio", "round_to")
+NORM_MODES = ("exact", "fixed")  # Spec.norm: how channels read by LayerNorm / mean / softmax are treated  # override settings of a method that declares none of its own
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,10 @@ class Spec:
             :mod:`fxprune.latency`; threads: ``$FXPRUNE_LATENCY_THREADS``, default one per CPU).
         round_to: kept channels per group are rounded up to a multiple of this (16 suits ONNX
             Runtime on AVX-512 CPUs, 8 is common on GPUs; 1 disables).
+        norm: channels that LayerNorm, a mean/var/std, amax/amin or softmax over channels read:
+            ``"exact"`` (default) prunes them, and the sliced model keeps those statistics exact
+            by counting the pruned channels as the zeros they are in the masked model;
+            ``"fixed"`` leaves them unpruned (normalized trunks stay at full width).
         overrides: per-module settings keyed by exact name, ``re:<regex>`` or ``type:ClassName``.
         steps: the length of the method's run in optimizer steps (what it covers is the method's
             to say, below).
@@ -84,6 +89,7 @@ class Spec:
     macs: float | None = None
     latency: float | None = None
     round_to: int = 16
+    norm: str = "exact"
     overrides: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)
     align: str = "joint"
     reg_step: float = 1e-4
@@ -133,6 +139,7 @@ class Spec:
                 raise SpecError("latency", "set either a MAC budget (macs) or a latency budget (latency), not both",
                                 value=self.latency)
         _check_round_to("round_to", self.round_to)
+        check_choice("norm", self.norm, NORM_MODES, "statistics mode")
         if not isinstance(self.overrides, Mapping):
             raise SpecError("overrides", f"must be a mapping of module keys to settings, got {type(self.overrides).__name__}",
                             value=self.overrides)

@@ -33,14 +33,14 @@ from ..onnx import export_onnx
 from ..record import keep_of, record_of
 from ..report import ModelStats, comparison_table, stage_table, write_report
 from ..runtime import open_session
-from ..spec import Spec, read_spec_file
+from ..spec import NORM_MODES, Spec, read_spec_file
 from ..train import TrainConfig, train_model
 from ..viz import visualize
 from .args import build_from_args, model_arguments
 
 DENSE_CHECKPOINT = "checkpoint-dense"  # the demo's dense pretraining; its ASSL run uses OUT/checkpoint like compress
 NOTHING_KEPT = "nothing was written; run the command again"
-SPEC_OVERRIDES = ("method", "ratio", "macs", "latency", "round_to", "steps", "budget", "m", "n")
+SPEC_OVERRIDES = ("method", "ratio", "macs", "latency", "round_to", "norm", "steps", "budget", "m", "n")
 NM_SPEED_NOTE = ("N:M sparsity: ONNX Runtime on CPU has no N:M kernels, so the N:M zeros give no speed there "
                  "(any speed-up above comes from removed channels only); what CPU users gain is size "
                  "(model_compact.pt2; the packed graph adds a few kB per layer, so tiny models may not shrink). "
@@ -123,8 +123,8 @@ def finish(
         ModelStats(count_params(m), count_macs(m, (x,)), ms, s.get("psnr"), s.get("ssim"))
         for m, ms, s in zip((dense, small), (dense_ms, small_ms), scores)
     ]
-    graph = analyze(dense, (x,))
     first = record.chain()[0]  # the stage that ran on the dense model: its groups are the graph's
+    graph = analyze(dense, (x,), norm=first.spec.get("norm", "exact"))
     visualize(graph, out / "coupled.html", keep=keep_of(first, graph), title=f"{name}: kept / total per group")
     files = {"model.pt2": "the compressed model (fxprune.load)", "model.onnx": "the compressed model in ONNX",
              "model.safetensors": "its state dict; model.widths.json: the pruned widths per layer",
@@ -327,6 +327,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--latency", type=float, help="keep at most this fraction of the dense model's ONNX Runtime latency "
                    "measured here at --input-size (threads: $FXPRUNE_LATENCY_THREADS, default one per CPU)")
     p.add_argument("--round-to", type=int, dest="round_to", help="overrides the spec's round_to")
+    p.add_argument("--norm", choices=NORM_MODES, help="channels read by LayerNorm / mean / softmax: 'exact' prunes them "
+                   "with exact statistics (default), 'fixed' keeps them")
     p.add_argument("--budget", type=float, help="N:M methods: keep at most this fraction of the dense MACs")
     p.add_argument("--m", type=int, help="N:M methods: the group size M")
     p.add_argument("--n", type=int, help="method nm: keep the N largest of every group")

@@ -5,12 +5,14 @@ own ops with :func:`register_coupling`.
 """
 from __future__ import annotations
 
+import functools
 import operator
 from typing import Any, Iterable
 
 import torch
 
 from .. import opaque  # noqa: F401 - registers torch.ops.fxprune.opaque
+from ..spec import NORM_MODES
 from . import rules_elementwise as ew
 from . import rules_layers as layers
 from . import rules_reduce as red
@@ -116,6 +118,33 @@ def registry() -> CouplingRegistry:
     return _user_registry
 
 
+_STATISTICS_RULES = (red.reduction, red.along_dim, layers.layer_norm)
+
+
+def registry_for(norm: str = "exact") -> CouplingRegistry:
+    """The registry for a statistics mode (``Spec.norm``): ``"exact"`` is :func:`registry`, where
+    channels read by LayerNorm, mean/var/std, amax/amin or softmax are prunable (the slicing pass
+    keeps their statistics exact); ``"fixed"`` keeps those channels as they are, as fxprune did
+    before it had the exact forms. Rules users registered for these ops are kept in both.
+
+    >>> import torch, fxprune
+    >>> from fxprune.models import build
+    >>> x = torch.randn(1, 3, 16, 16)
+    >>> [fxprune.analyze(build("nafnet"), x, norm=norm).groups[0].kind for norm in ("exact", "fixed")]
+    ['coupled', 'fixed']
+    """
+    if norm not in NORM_MODES:
+        raise ValueError(f"unknown statistics mode {norm!r}; choose one of {', '.join(NORM_MODES)}")
+    if norm == "exact":
+        return registry()
+    fixed = registry().copy()
+    for targets, rule in BUILTIN_RULES:
+        if rule in _STATISTICS_RULES:
+            builtin = [t for t in targets if fixed.get(t) is rule]
+            fixed.register(builtin, functools.partial(rule, exact=False))
+    return fixed
+
+
 def register_coupling(targets: Any | Iterable[Any], rule: Rule) -> None:
     """Teach fxprune how an op couples channels.
 
@@ -134,5 +163,5 @@ def register_coupling(targets: Any | Iterable[Any], rule: Rule) -> None:
 
 __all__ = [
     "BUILTIN_RULES", "CouplingContext", "CouplingRegistry", "Diagnostic", "Rule", "Space",
-    "default_registry", "register_coupling", "registry",
+    "default_registry", "register_coupling", "registry", "registry_for",
 ]

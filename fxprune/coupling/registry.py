@@ -44,6 +44,10 @@ class CouplingRegistry:
                 raise ValueError(f"a coupling rule for {target!r} is already registered")
             self._rules[key] = rule
 
+    def get(self, target: Any) -> Rule | None:
+        """The rule registered for exactly ``target`` (no fallbacks), or None."""
+        return self._rules.get(target_key(target))
+
     def copy(self) -> "CouplingRegistry":
         return CouplingRegistry(dict(self._rules), pointwise=self.pointwise_rule)
 

@@ -297,7 +297,7 @@ class AsslPruner(Pruner):
 def prepare_assl(model: nn.Module, spec: Spec, example_inputs: Any) -> AsslPruner:
     """Trace ``model``, gate the producers of every pruned group, and return the pruner
     (``fxprune.prepare`` with ``Spec(method="assl")``; see the module docstring)."""
-    graph = analyze(model, example_inputs)
+    graph = analyze(model, example_inputs, norm=spec.norm)
     if spec.macs is not None:  # MACs depend on the kept counts only: fix one ratio now
         spec = dataclasses.replace(spec, ratio=ratio_for_macs(graph, spec, example_inputs), macs=None)
     counts = None

@@ -59,7 +59,7 @@ def plan_l1(graph: ChannelGraph, spec: Spec, example_inputs: Any,
 
 def compress_l1(model: nn.Module, spec: Spec, example_inputs: Any) -> fx.GraphModule:
     """Pick the units by L1 norm (under the ratio, MAC or latency budget), slice, stamp and verify."""
-    graph = analyze(model, example_inputs)
+    graph = analyze(model, example_inputs, norm=spec.norm)
     keep, ratio, budget = plan_l1(graph, spec, example_inputs)
     warn_undone("fxprune.compress", graph, spec, keep, ratio, stacklevel=5)  # 5: the caller of fxprune.compress
     small = stamp(slice_channels(graph, keep), graph, keep, spec, outcome=request_outcome(graph, spec, keep, ratio))

@@ -130,11 +130,13 @@ def check_prunes(model: nn.Module, named: Sequence[tuple[str, Any]], example_inp
     from ..methods import get_method
     from ..selection import explain_no_pruning, plan_keep
 
-    graph = None
+    graphs = {}  # one analysis per statistics mode (Spec.norm decides which channels are prunable)
     for name, spec in named:
         if get_method(spec.method).family != "channel" or spec.latency is not None or not _asks_to_prune(spec):
             continue
-        graph = graph if graph is not None else analyze(model, example_inputs)
+        if spec.norm not in graphs:
+            graphs[spec.norm] = analyze(model, example_inputs, norm=spec.norm)
+        graph = graphs[spec.norm]
         ratio = ratio_for_macs(graph, spec, example_inputs) if spec.macs is not None else None
         if not plan_keep(graph, spec, ratio=ratio):
             reasons = "; ".join(explain_no_pruning(graph, spec, ratio))
