@@ -28,16 +28,43 @@ def _module_fixture_owner(item: pytest.Item) -> str | None:
     return None
 
 
+# Zoo-wide tests that capture the default zoo model ``name`` at 1x3x16x16 (dynamic, and static for
+# the MAC counts): one worker runs all of a model's tests in a row, so the per-process capture cache
+# (fxprune/capture_cache.py) serves every capture after the first. Spread over two workers in
+# collection order, each test captured the model again (the cache holds 8 graphs; ~14 models lie
+# between two tests of one model). test_capture_cache.py is left out: it clears the cache on purpose.
+ZOO_SHARED_CAPTURE = {
+    ("test_assl.py", "test_gated_model_equals_original_on_every_zoo_model"),
+    ("test_compress.py", "test_compress_makes_every_zoo_model_smaller"),
+    ("test_counting.py", "test_zoo_conv_linear_macs_match_torch_pruning"),
+    ("test_fresh_shapes.py", "test_compress_analyze_compress_assl_chain"),
+    ("test_slice.py", "test_zoo_sliced_equals_masked"),
+    ("test_zoo_groups.py", "test_default_model_has_no_diagnostics"),
+}
+
+
+def _zoo_capture_group(item: pytest.Item) -> str | None:
+    """``zoo-NAME`` for a zoo-wide test of ZOO_SHARED_CAPTURE, else None."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "name" not in callspec.params:
+        return None
+    if (Path(str(item.fspath)).name, getattr(item, "originalname", item.name)) not in ZOO_SHARED_CAPTURE:
+        return None
+    return f"zoo-{callspec.params['name']}"
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Keep on one xdist worker the tests of a module that share an expensive module fixture (a
     route run, the zoo's ONNX exports, the README's command sequence): spread over two workers,
     each worker builds the fixture again (``--dist loadgroup`` in pyproject.toml). xdist schedules
-    these groups first, the single tests fill in around them.
+    these groups first (the largest first), the single tests fill in around them. The zoo-wide
+    tests of one model form a group too (ZOO_SHARED_CAPTURE).
 
     Under "dev", scale the example count of tests that set their own ``max_examples`` too."""
     for item in items:
         owner = _module_fixture_owner(item) if hasattr(item, "_fixtureinfo") else None
+        owner = owner or _zoo_capture_group(item)
         if owner is not None:
             item.add_marker(pytest.mark.xdist_group(owner))
     if PROFILE != "dev":
