@@ -1,4 +1,4 @@
-"""`fxprune compress` and `fxprune demo`, run for real in a subprocess."""
+"""`fxprune compress` and `fxprune demo`, run for real in a subprocess (also `--checkpoint-every` / `--resume`)."""
 from __future__ import annotations
 
 import json
@@ -6,9 +6,11 @@ import subprocess
 import zipfile
 
 import onnx
+import pytest
 import torch
 
 import fxprune
+from fxprune.checkpoint import read_checkpoint
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -34,10 +36,20 @@ def test_compress_l1_from_a_yaml_spec_writes_model_onnx_and_report(tmp_path):
     assert 'data-g="0"' in (out / "coupled.html").read_text()
 
 
-def test_compress_assl_trains_with_flags_and_reports_psnr(tmp_path):
-    out = tmp_path / "assl"
-    result = run("compress", "edsr", "--blocks", "1", "--channels", "16", "--method", "assl", "--ratio", "0.5",
-                 "--round-to", "8", "--steps", "6", "--batch-size", "2", "--patch-size", "16", "-q", "-o", str(out))
+ASSL = ["compress", "edsr", "--blocks", "1", "--channels", "16", "--method", "assl", "--ratio", "0.5",
+        "--round-to", "8", "--batch-size", "2", "--patch-size", "16", "-q"]
+
+
+@pytest.fixture(scope="module")
+def assl_run(tmp_path_factory):
+    """One 6-step ASSL run with --checkpoint-every 2, checked by the two tests below (the checkpoint is
+    written either way, every 2 steps here: tests/test_cli_interrupt.py runs without the flag)."""
+    out = tmp_path_factory.mktemp("cli_assl") / "assl"
+    return run(*ASSL, "--steps", "6", "--checkpoint-every", "2", "-o", str(out)), out
+
+
+def test_compress_assl_trains_with_flags_and_reports_psnr(assl_run):
+    result, out = assl_run
     assert result.returncode == 0, result.stderr
     report = (out / "report.md").read_text()
     assert "Y-PSNR" in report and "dB" in report.split("Y-PSNR")[1].splitlines()[0]
@@ -45,6 +57,19 @@ def test_compress_assl_trains_with_flags_and_reports_psnr(tmp_path):
     with zipfile.ZipFile(out / "model.pt2") as archive:
         meta = json.loads(next(archive.read(n) for n in archive.namelist() if n.endswith("fxprune.json")))
     assert meta["report"]["spec"]["method"] == "assl"
+
+
+# (was tests/test_cli_resume.py, which ran the same 6-step command with --checkpoint-every 2 itself)
+def test_compress_writes_checkpoints_and_resume_checks_the_run(assl_run, tmp_path):
+    result, out = assl_run
+    assert result.returncode == 0, result.stderr
+    folder = out / "checkpoint"
+    assert read_checkpoint(folder)["step"] == 6
+    other = run(*ASSL, "--steps", "8", "--resume", str(folder), "-o", str(tmp_path / "again"))
+    assert other.returncode == 2
+    assert str(folder / "checkpoint.pt") in other.stderr and "6 steps" in other.stderr
+    missing = run(*ASSL, "--steps", "6", "--resume", str(tmp_path), "-o", str(tmp_path / "x"))
+    assert missing.returncode == 2 and "no checkpoint" in missing.stderr
 
 
 def test_compress_errors_are_one_line(tmp_path):
