@@ -78,6 +78,8 @@ CASES = [
     Case("layernorm_functional_no_affine", lambda: Net(lambda m, x: m.c(F.layer_norm(m.a(x).transpose(1, 3), (8,)).transpose(1, 3)), a=conv(3, 8), c=conv(8, 3)), "a", "free", 8),
     Case("softmax_over_channels", lambda: Net(lambda m, x: m.c(m.a(x).softmax(1)), a=conv(3, 8), c=conv(8, 3)), "a", "free", 8),
     Case("log_softmax_over_channels", lambda: Net(lambda m, x: m.c(F.log_softmax(m.a(x) - 3.0, 1)), a=conv(3, 8), c=conv(8, 3)), "a", "free", 8),
+    # far below zero: the pruned zeros are the maximum, and exp(-max_kept) alone would overflow
+    Case("log_softmax_far_below_zero", lambda: Net(lambda m, x: m.c(F.log_softmax(m.a(x) - 200.0, 1) / 100), a=conv(3, 8), c=conv(8, 3)), "a", "free", 8),
     Case("var_std_over_channels", lambda: Net(lambda m, x: m.c(m.a(x) * m.a(x).var(1, keepdim=True) + m.a(x).std(1, keepdim=True, correction=0)), a=conv(3, 8), c=conv(8, 3)), "a", "free", 8),
     Case("amax_amin_over_channels", lambda: Net(lambda m, x: m.c(m.a(x) * (m.a(x) - 1).amax(1, keepdim=True) + (m.a(x) + 1).amin(1).unsqueeze(1)), a=conv(3, 8), c=conv(8, 3)), "a", "free", 8),
     Case("cumsum_over_channels", lambda: Net(lambda m, x: m.c(m.a(x).cumsum(1)), a=conv(3, 8), c=conv(8, 3)), "a", "free", 8),
