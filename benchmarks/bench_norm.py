@@ -1,7 +1,8 @@
 """Normalized trunks with exact statistics (Spec(norm="exact")) against keeping them (norm="fixed").
 
 For each zoo model with LayerNorm or a hand-written LayerNorm2d (NAFNet at width 32 as in
-bench_latency.py, SwinIR, Restormer, SwinIR with windows, Uformer, Restormer-UNet), a hand-written
+bench_latency.py; SwinIR, Restormer, shifted-window SwinIR, Uformer and Restormer-UNet at 32
+channels, wide enough that round_to=8 can halve them), a hand-written
 NAFNet block, and EDSR as the CNN reference, this prunes by L1 at ratio 0.5 (round_to=8) in both
 modes and reports: the kept MAC fraction; exactness, the largest |sliced − masked| on a fresh
 input at another size than the example (the masked model is the reference the decision means);
@@ -84,10 +85,10 @@ def models(quick: bool) -> dict[str, nn.Module]:
         f"NAFNet (width {width}, 3 levels)": build("nafnet", width=width, enc_blocks=(1, 1, 1), middle_blocks=1,
                                                   dec_blocks=(1, 1, 1)),
         "SwinIR (C 32, 2 layers)": build("swinir"),
-        "Restormer (C 16, 2 blocks)": build("restormer"),
-        "SwinIR with windows": build("swinir_windows"),
-        "Uformer": build("uformer"),
-        "Restormer-UNet": build("restormer_unet"),
+        "Restormer (C 32, 2 blocks)": build("restormer", channels=32),
+        "SwinIR, shifted windows (C 32, 2 heads)": build("swinir_windows", channels=32),
+        "Uformer (C 32)": build("uformer", channels=32, heads=2),
+        "Restormer-UNet (C 32, 3 levels)": build("restormer_unet", channels=32),
         "hand-written NAFNet block (C 32)": NAFBlockNet(),
         "EDSR 8x32 (CNN reference)": build("edsr", blocks=8, channels=32),
     }

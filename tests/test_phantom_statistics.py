@@ -124,15 +124,17 @@ def test_normalized_trunks_shrink_like_a_cnn(name):
     assert fractions["exact"] < fractions["fixed"] - 0.1, fractions
 
 
-def test_norm_fixed_keeps_the_trunk_and_exact_prunes_it():
+def test_norm_fixed_keeps_the_trunk_and_exact_prunes_it_again_and_again():
+    """A rewritten graph is analyzed and sliced exactly once more (compress verifies each stage
+    against its masked model): the phantom forms compose."""
     torch.manual_seed(2)
     model = StatisticsNet(c=16).eval()
     x = torch.randn(1, 3, 8, 8)
-    widths = {}
-    for norm in ("exact", "fixed"):
-        small = fxprune.compress(model, fxprune.Spec(ratio=0.5, round_to=1, norm=norm), (x,))
-        widths[norm] = small.get_parameter("a.weight").shape[0]
-    assert widths == {"exact": 8, "fixed": 16}
+    smalls = {norm: fxprune.compress(model, fxprune.Spec(ratio=0.5, round_to=1, norm=norm), (x,))
+              for norm in ("exact", "fixed")}
+    smalls["exact, second stage"] = fxprune.compress(smalls["exact"], fxprune.Spec(ratio=0.5, round_to=1), (x,))
+    widths = {key: small.get_parameter("a.weight").shape[0] for key, small in smalls.items()}
+    assert widths == {"exact": 8, "fixed": 16, "exact, second stage": 4}
 
 
 def test_an_unknown_statistics_mode_is_a_spec_error():
