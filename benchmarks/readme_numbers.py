@@ -31,6 +31,9 @@ PICKS = (
      "Latency budget vs MAC budget after equal fine-tuning", r"^- MAC budget [0-9.]+: the latency plan"),
     ("## Channel analysis (bench_analysis.py)", "Capture time vs Torch-Pruning", r"^- (Goal|Warm)"),
     ("## Fuzzing compress (random architectures and specs)", "Fuzzing compress", r"^\| (exact|rejected|broken)"),
+    ("## Normalized trunks: exact statistics vs fixed (bench_norm.py)",
+     "Normalized trunks (MACs kept fixed, exact; max gap; ORT parity; latency fixed, exact)",
+     r"^(\| NAFNet|\| SwinIR \(|- Latency floor|- Spec\(latency)"),
 )
 
 
