@@ -28,6 +28,7 @@ import torch.fx as fx
 
 from fxprune.counting import PHANTOM_META, PhantomPart
 from fxprune.coupling.args import arg, dims_arg
+from fxprune.coupling.context import packet_name
 
 aten = torch.ops.aten
 
@@ -56,7 +57,7 @@ class _Counts:
     def op(self, target: Any, *args: Any, **kwargs: Any) -> fx.Node:
         with self.node.graph.inserting_before(self.node):
             made = self.node.graph.call_function(target, args, kwargs)
-        made.meta[PHANTOM_META] = PhantomPart(_name(self.node), result=False)
+        made.meta[PHANTOM_META] = PhantomPart(packet_name(self.node), result=False)
         return made
 
     def mean(self, t: fx.Node, keepdim: bool = True) -> fx.Node:
@@ -69,13 +70,9 @@ class _Counts:
         return self.op(aten.clamp_min.default, self.op(aten.amax.default, t, self.dims, True), 0.0)
 
     def replace(self, result: fx.Node) -> None:
-        result.meta[PHANTOM_META] = PhantomPart(_name(self.node), result=True)
+        result.meta[PHANTOM_META] = PhantomPart(packet_name(self.node), result=True)
         self.node.replace_all_uses_with(result)
         self.node.graph.erase_node(self.node)
-
-
-def _name(node: fx.Node) -> str:
-    return str(getattr(node.target, "overloadpacket", node.target)).rsplit(".", 1)[-1]
 
 
 def _counts(node: fx.Node, x: fx.Node, dims: Any, sizes: Sizes) -> _Counts | None:

@@ -4,8 +4,9 @@ Given a :class:`~fxprune.graph.ChannelGraph` and a keep-set (one bool per unit o
 pass returns a new GraphModule (the one it is given stays as it was) in which every
 parameter/buffer of a group keeps only the kept indices, and every op argument that encodes a
 channel count (view/expand shapes, split sizes, slice bounds, conv and GroupNorm group counts,
-fill shapes) is rewritten. The result runs without
-fxprune and equals the masked model (:func:`fxprune.masking.masked_model`).
+fill shapes) is rewritten, and statistics over a sliced dim (LayerNorm, mean, var, softmax ...)
+are rewritten to count the dropped channels as the zeros they are (:mod:`.phantom_statistics`).
+The result runs without fxprune and equals the masked model (:func:`fxprune.masking.masked_model`).
 
 Torch-Pruning's per-layer functions (``prune_conv_out_channels`` ...) edit ``nn.Module`` objects and
 their attributes; an exported graph holds plain parameters used by functional ATen ops, so slicing

@@ -358,6 +358,11 @@ def target_name(node: fx.Node) -> str:
     return name or str(target)
 
 
+def packet_name(node: fx.Node) -> str:
+    """The op's short name without namespace or overload: ``mean`` for ``aten.mean.dim``."""
+    return str(getattr(node.target, "overloadpacket", node.target)).rsplit(".", 1)[-1]
+
+
 def flat_nodes(args: Iterable[Any]) -> list[fx.Node]:
     out: list[fx.Node] = []
     for a in args:

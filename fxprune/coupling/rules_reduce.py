@@ -8,7 +8,7 @@ import torch
 import torch.fx as fx
 
 from .args import arg, dims_arg
-from .context import CouplingContext, tensor_inputs
+from .context import CouplingContext, packet_name, tensor_inputs
 
 
 def _schema_arg(node: fx.Node, name: str, default: Any = None) -> Any:
@@ -45,20 +45,16 @@ _ZERO_SAFE_ALONG_DIM = ("cumsum",)
 _ONE_DIM_ONLY = ("var", "std")
 
 
-def _op_name(node: fx.Node) -> str:
-    return str(getattr(node.target, "overloadpacket", node.target)).rsplit(".", 1)[-1]
-
-
 def reduction(node: fx.Node, ctx: CouplingContext, *, exact: bool = True) -> None:
     """sum/mean/amax/var/std/norm/max.dim/...: reduced dims are summed away (exact for sums of
-    zeros), kept prunable through an exact rewrite (mean, var, std, amax, amin over static dims,
+    zeros), kept prunable through an exact rewrite (mean, amax, amin; var and std over one dim;
     see :data:`EXACT_STATISTICS_OPS`) or fixed (max.dim's indices, prod, median... change when
     elements are removed); the other dims pass through."""
     x = arg(node, 0, "self")
     rank = ctx.ndim(x)
     dims = dims_arg(_schema_arg(node, "dim"), rank)
     reduced = set(range(rank)) if dims is None else set(dims)
-    name = _op_name(node)
+    name = packet_name(node)
     rewritable = exact and node.target in EXACT_STATISTICS_OPS and (len(reduced) == 1 or name not in _ONE_DIM_ONLY)
     safe = name in _ZERO_SAFE or rewritable
     val = node.meta.get("val")
@@ -93,7 +89,7 @@ def along_dim(node: fx.Node, ctx: CouplingContext, *, exact: bool = True) -> Non
     x = arg(node, 0, "self")
     rank = ctx.ndim(x)
     dim = int(arg(node, 1, "dim")) % rank
-    keeps = _op_name(node) in _ZERO_SAFE_ALONG_DIM or (exact and node.target in EXACT_STATISTICS_OPS)
+    keeps = packet_name(node) in _ZERO_SAFE_ALONG_DIM or (exact and node.target in EXACT_STATISTICS_OPS)
     for d in range(rank):
         if d == dim and not keeps:
             ctx.fix(ctx.space(x, d), "normalized along this dim")
