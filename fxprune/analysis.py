@@ -177,7 +177,8 @@ def analyze(
     ``GraphModule`` that :func:`fxprune.trace` or a compression returned. With ``strict`` an op without a coupling
     rule raises :class:`fxprune.UnsupportedOpError` instead of being fixed with a diagnostic.
     ``norm`` is ``Spec.norm``: ``"exact"`` lets channels that LayerNorm, means, variances and
-    softmax read be pruned (their statistics stay exact), ``"fixed"`` keeps them (see
+    softmax read be pruned (their statistics stay exact), ``"renormalize"`` too (with plain
+    statistics over the kept channels), ``"fixed"`` keeps them (see
     :func:`fxprune.coupling.registry_for`); ``rules``, when given, decides instead.
 
     >>> import torch, fxprune
@@ -194,4 +195,6 @@ def analyze(
             raise TypeError("analyze needs example_inputs to capture the model, e.g. (torch.randn(1, 3, 64, 64),)")
         check_example_inputs(model, example_inputs)
         gm = trace(model, example_inputs, dynamic_hw=dynamic_hw)
-    return build_channel_graph(gm, rules=rules, strict=strict)
+    graph = build_channel_graph(gm, rules=rules, strict=strict)
+    graph.norm = norm
+    return graph

@@ -66,6 +66,7 @@ class ChannelGraph:
 
     def __init__(self, gm: fx.GraphModule, ctx: CouplingContext, solution: Solution):
         self.gm = gm
+        self.norm = "exact"  # Spec.norm it was analyzed for (fxprune.analyze sets it): how slicing and masking treat statistics
         self.spaces: list[Space] = ctx.spaces
         self.diagnostics: list[Diagnostic] = ctx.diagnostics
         self._raw: list[RawGroup] = solution.groups

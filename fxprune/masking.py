@@ -13,6 +13,7 @@ import torch.fx as fx
 
 from .graph import ChannelGraph
 from .graph_mode import copy_graph_module
+from .kept_statistics import renormalize_statistics, restore_statistics
 
 
 def apply_channel_mask(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -82,7 +83,10 @@ def insert_channel_masks(
 
     ``activations_only`` leaves parameter nodes alone: every parameter acts through an activation
     of the same group, so masking activations is enough, and it leaves weights free to be
-    re-parametrized (ASSL's gates normalize whole filters).
+    re-parametrized (ASSL's gates normalize whole filters). With ``graph.norm == "renormalize"``
+    the statistic ops that read a masked dim then skip the masked channels
+    (:func:`fxprune.kept_statistics.renormalize_statistics`), so the masked model means what that
+    mode's sliced one computes.
     """
     masks = _mask_tensors(graph, check_keep(graph, keep))
     nodes = {n.name: n for n in gm.graph.nodes}
@@ -102,9 +106,16 @@ def insert_channel_masks(
                 masked = gm.graph.call_function(apply_channel_mask, (target, mask_node))
             target.replace_all_uses_with(masked, delete_user_cb=lambda user: user is not masked)
             masked.meta = dict(target.meta)
+    if graph.norm == "renormalize":
+        renormalize_statistics(gm, is_channel_mask)
     gm.graph.lint()
     gm.recompile()
     return gm
+
+
+def is_channel_mask(node: fx.Node) -> bool:
+    """Whether ``node`` applies a channel mask (its second argument) that :func:`insert_channel_masks` put there."""
+    return node.op == "call_function" and node.target is apply_channel_mask
 
 
 def _written_in_place(node: fx.Node) -> bool:
@@ -127,6 +138,7 @@ def _written_in_place(node: fx.Node) -> bool:
 
 def remove_channel_masks(gm: fx.GraphModule) -> fx.GraphModule:
     """Undo :func:`insert_channel_masks`, in place."""
+    restore_statistics(gm)
     for node in list(gm.graph.nodes):
         if node.op == "call_function" and node.target is apply_channel_mask:
             mask_node = node.args[1]

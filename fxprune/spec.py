@@ -26,7 +26,7 @@ import yaml
 from .errors import SpecError
 
 OVERRIDE_FIELDS = ("ratio", "round_to")
-NORM_MODES = ("exact", "fixed")  # Spec.norm: how channels read by LayerNorm / mean / softmax are treated  # override settings of a method that declares none of its own
+NORM_MODES = ("exact", "renormalize", "fixed")  # Spec.norm: how channels read by LayerNorm / mean / softmax are treated
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,10 @@ class Spec:
         norm: channels that LayerNorm, a mean/var/std, amax/amin or softmax over channels read:
             ``"exact"`` (default) prunes them, and the sliced model keeps those statistics exact
             by counting the pruned channels as the zeros they are in the masked model;
-            ``"fixed"`` leaves them unpruned (normalized trunks stay at full width).
+            ``"renormalize"`` prunes them too but computes plain statistics over the kept
+            channels (as Torch-Pruning does; native LayerNorm in the export, and the pruned model
+            differs from the masked one until fine-tuning repairs it); ``"fixed"`` leaves them
+            unpruned (normalized trunks stay at full width).
         overrides: per-module settings keyed by exact name, ``re:<regex>`` or ``type:ClassName``.
         steps: the length of the method's run in optimizer steps (what it covers is the method's
             to say, below).

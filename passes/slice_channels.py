@@ -5,7 +5,9 @@ pass returns a new GraphModule (the one it is given stays as it was) in which ev
 parameter/buffer of a group keeps only the kept indices, and every op argument that encodes a
 channel count (view/expand shapes, split sizes, slice bounds, conv and GroupNorm group counts,
 fill shapes) is rewritten, and statistics over a sliced dim (LayerNorm, mean, var, softmax ...)
-are rewritten to count the dropped channels as the zeros they are (:mod:`.phantom_statistics`).
+are rewritten to count the dropped channels as the zeros they are (:mod:`.phantom_statistics`),
+or, when the graph was analyzed with ``norm="renormalize"``, left to compute plain statistics over
+the kept channels (:mod:`fxprune.kept_statistics` gives the masked model the same meaning).
 The result runs without fxprune and equals the masked model (:func:`fxprune.masking.masked_model`).
 
 Torch-Pruning's per-layer functions (``prune_conv_out_channels`` ...) edit ``nn.Module`` objects and
@@ -232,6 +234,22 @@ REWRITERS: dict[Any, Rewriter] = {
 }
 
 
+def _normalized_shape(node: fx.Node, sizes: _Sizes) -> None:
+    """LayerNorm over the kept channels only (``Spec(norm="renormalize")``): its normalized shape is
+    the input's sliced trailing sizes."""
+    x = arg(node, 0, "input")
+    shape = list(arg(node, 1, "normalized_shape"))
+    rank = x.meta["val"].dim()
+    _set_arg(node, 1, "normalized_shape", [sizes.new(x, rank - len(shape) + k) for k in range(len(shape))])
+
+
+# norm="renormalize": plain statistics over whatever channels remain (only LayerNorm names a size)
+RENORMALIZED_REWRITERS: dict[Any, Rewriter] = {
+    **{target: rewrite for target, rewrite in REWRITERS.items() if target not in PHANTOM_REWRITERS},
+    aten.layer_norm.default: _normalized_shape,
+}
+
+
 # ---------------------------------------------------------------------------- the pass
 def _slice_tensors(gm: fx.GraphModule, kept: dict[SizeKey, np.ndarray]) -> int:
     """Slice every parameter/buffer along each of its member dims; returns elements removed."""
@@ -254,11 +272,13 @@ def _slice_tensors(gm: fx.GraphModule, kept: dict[SizeKey, np.ndarray]) -> int:
     return removed
 
 
-def _rewrite_sizes(gm: fx.GraphModule, kept: dict[SizeKey, np.ndarray]) -> None:
-    """Rewrite every op argument of ``gm`` that encodes a sliced channel count, in place."""
+def _rewrite_sizes(gm: fx.GraphModule, kept: dict[SizeKey, np.ndarray], norm: str) -> None:
+    """Rewrite every op argument of ``gm`` that encodes a sliced channel count, in place; statistics
+    as ``norm`` (``Spec.norm``) says."""
     sizes = _Sizes(kept)
+    rewriters = RENORMALIZED_REWRITERS if norm == "renormalize" else REWRITERS
     for node in list(gm.graph.nodes):  # phantom-statistics rewrites replace the node they visit
-        rewrite = REWRITERS.get(node.target)
+        rewrite = rewriters.get(node.target)
         if rewrite is not None:
             rewrite(node, sizes)
 
@@ -296,7 +316,7 @@ class SliceChannels(PassBase[int]):
         kept = kept_indices(graph, check_keep(graph, self.keep))
         sliced = copy_graph_module(gm)
         removed = _slice_tensors(sliced, kept)
-        _rewrite_sizes(sliced, kept)
+        _rewrite_sizes(sliced, kept, graph.norm)
         return PassResult(sliced, True, removed)
 
 

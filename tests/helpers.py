@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
 
 import fxprune
 from fxprune.graph import ChannelGraph
@@ -64,9 +66,10 @@ def params_of(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def check_sliced_equals_masked(model: torch.nn.Module, x: torch.Tensor, x_other: torch.Tensor | None, seed: int) -> ChannelGraph:
-    """Analyze, drop random units, and check sliced == masked on ``x`` and another input size."""
-    graph = fxprune.analyze(model, (x,))
+def check_sliced_equals_masked(model: torch.nn.Module, x: torch.Tensor, x_other: torch.Tensor | None, seed: int,
+                               norm: str = "exact") -> ChannelGraph:
+    """Analyze (statistics as ``norm``), drop random units, and check sliced == masked on ``x`` and another input size."""
+    graph = fxprune.analyze(model, (x,), norm=norm)
     keep = random_keep(graph, np.random.default_rng(seed))
     sliced = slice_channels(graph, keep)
     masked = masked_model(graph, keep)
@@ -121,3 +124,23 @@ def zoo_names() -> list[str]:
     from fxprune.models import names
 
     return [name for name in names() if name not in SLOW_EXPORT_MODELS]
+
+
+class StatisticsNet(nn.Module):
+    """One op of each kind over the channels of one trunk, and a mean over channels and height."""
+
+    def __init__(self, c: int = 8):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, c, 3, padding=1), nn.Conv2d(c, 3, 3, padding=1)
+        self.norm = nn.LayerNorm(c)
+        self.weight = nn.Parameter(torch.rand(c) + 0.5)
+
+    def forward(self, x):
+        y = self.a(x)
+        mu = y.mean(1, keepdim=True)
+        var = (y - mu).pow(2).mean(1, keepdim=True)
+        y = (y - mu) / (var + 1e-6).sqrt() * self.weight.view(1, -1, 1, 1)  # hand-written LayerNorm2d
+        y = self.norm(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        y = y + y.softmax(1) - F.log_softmax(y, 1) * 0.1
+        y = y * y.std(1, keepdim=True) + y.var(1, correction=0, keepdim=True) + y.amax(1, keepdim=True)
+        return self.b(y - y.mean((1, 2), keepdim=True) + y.amin((1, 3), keepdim=True))

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("capture", ("fxprune.trace", "fxprune.fast_capture", "fxprune.layout_guards", "fxprune.shapes", "fxprune.capture_cache", "fxprune.opaque")),
     ("onnx", ("fxprune.onnx",)),  # export, file finishing, parity: needs only the capture's quiet logs
     ("analysis", ("fxprune.coupling", "fxprune.solve", "fxprune.graph", "fxprune.analysis", "fxprune.record",
-                  "fxprune.counting", "fxprune.crosscheck", "fxprune.masking")),
+                  "fxprune.counting", "fxprune.crosscheck", "fxprune.masking", "fxprune.kept_statistics")),
     ("selection", ("fxprune.selection", "fxprune.budget")),
     ("passes", ("fxprune.pass_infra", "fxprune.passes")),
     ("checks", ("fxprune.verify", "fxprune.nm_check", "fxprune.latency")),

@@ -18,31 +18,11 @@ from fxprune.passes.phantom_statistics import PHANTOM_REWRITERS
 from fxprune.passes.slice_channels import slice_channels
 from fxprune.selection import plan_keep
 
-from helpers import check_sliced_equals_masked
+from helpers import StatisticsNet, check_sliced_equals_masked
 
 
 def test_every_op_the_rules_let_prune_has_an_exact_rewrite():
     assert set(PHANTOM_REWRITERS) == set(EXACT_STATISTICS_OPS)
-
-
-class StatisticsNet(nn.Module):
-    """One op of each kind over the channels of one trunk, and a mean over channels and height."""
-
-    def __init__(self, c: int = 8):
-        super().__init__()
-        self.a, self.b = nn.Conv2d(3, c, 3, padding=1), nn.Conv2d(c, 3, 3, padding=1)
-        self.norm = nn.LayerNorm(c)
-        self.weight = nn.Parameter(torch.rand(c) + 0.5)
-
-    def forward(self, x):
-        y = self.a(x)
-        mu = y.mean(1, keepdim=True)
-        var = (y - mu).pow(2).mean(1, keepdim=True)
-        y = (y - mu) / (var + 1e-6).sqrt() * self.weight.view(1, -1, 1, 1)  # hand-written LayerNorm2d
-        y = self.norm(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        y = y + y.softmax(1) - F.log_softmax(y, 1) * 0.1
-        y = y * y.std(1, keepdim=True) + y.var(1, correction=0, keepdim=True) + y.amax(1, keepdim=True)
-        return self.b(y - y.mean((1, 2), keepdim=True) + y.amin((1, 3), keepdim=True))
 
 
 def test_sliced_equals_masked_at_the_example_size_and_another():
@@ -139,5 +119,5 @@ def test_norm_fixed_keeps_the_trunk_and_exact_prunes_it_again_and_again():
 
 
 def test_an_unknown_statistics_mode_is_a_spec_error():
-    with pytest.raises(fxprune.SpecError, match="norm.*exact, fixed"):
+    with pytest.raises(fxprune.SpecError, match="norm.*exact, renormalize, fixed"):
         fxprune.Spec(norm="renormalise")

@@ -124,8 +124,9 @@ _STATISTICS_RULES = (red.reduction, red.along_dim, layers.layer_norm)
 def registry_for(norm: str = "exact") -> CouplingRegistry:
     """The registry for a statistics mode (``Spec.norm``): ``"exact"`` is :func:`registry`, where
     channels read by LayerNorm, mean/var/std, amax/amin or softmax are prunable (the slicing pass
-    keeps their statistics exact); ``"fixed"`` keeps those channels as they are, as fxprune did
-    before it had the exact forms. Rules users registered for these ops are kept in both.
+    keeps their statistics exact), and so is ``"renormalize"`` (the same channels are prunable;
+    slicing computes plain statistics over the kept ones); ``"fixed"`` keeps those channels as
+    they are, as fxprune did before it had the exact forms. Rules users registered for these ops are kept in both.
 
     >>> import torch, fxprune
     >>> from fxprune.models import build
@@ -135,7 +136,7 @@ def registry_for(norm: str = "exact") -> CouplingRegistry:
     """
     if norm not in NORM_MODES:
         raise ValueError(f"unknown statistics mode {norm!r}; choose one of {', '.join(NORM_MODES)}")
-    if norm == "exact":
+    if norm != "fixed":
         return registry()
     fixed = registry().copy()
     for targets, rule in BUILTIN_RULES:
