@@ -34,6 +34,8 @@ PICKS = (
     ("## Normalized trunks: exact statistics vs fixed (bench_norm.py)",
      "Normalized trunks (MACs kept fixed, exact; max gap; ORT parity; latency fixed, exact)",
      r"^(\| NAFNet|\| SwinIR \(|- Latency floor|- Spec\(latency)"),
+    ("## Normalized trunks after fine-tuning: exact vs renormalize (bench_norm_finetune.py)",
+     "Exact vs renormalized statistics after equal fine-tuning (trained SwinIR)", r"^After \d+ steps: renormalize"),
 )
 
 

@@ -1,7 +1,8 @@
-"""Train the dense reference EDSR ×2 models that ship in ``fxprune/weights`` (fixed seed, CPU).
+"""Train the dense reference ×2 models that ship in ``fxprune/weights`` (fixed seed, CPU).
 
-Two sizes: the demo's (4 blocks × 32 channels, standard upsampler) and the ASSL ablation's (8 × 64,
-ASSL's light upsampler). Training: L1 loss, Adam, lr ``--lr`` with a cosine decay to 1% over
+Three: EDSR at the demo's size (4 blocks × 32 channels, standard upsampler) and the ASSL
+ablation's (8 × 64, ASSL's light upsampler), and the zoo's default SwinIR (2 Swin layers × 32
+channels, LayerNorm trunk: the model bench_norm_finetune.py prunes). Training: L1 loss, Adam, lr ``--lr`` with a cosine decay to 1% over
 ``--steps``, random 32×32 LR patches (batch 16) from the bundled training images. Every
 ``--eval-every`` steps the model is evaluated on the held-out demo test images (Y-PSNR, shave 2)
 against bicubic; the best weights so far are saved at once (float32, or per-channel int8 when
@@ -22,6 +23,7 @@ The shipped files came from these runs on 2 shared cores (their logs: benchmarks
 
     python benchmarks/train_reference.py --model 4x32 --steps 20000 --eval-every 1000 --minutes 75
     python benchmarks/train_reference.py --model 8x64 --steps 2500 --batch 8 --eval-every 250 --minutes 70
+    python benchmarks/train_reference.py --model swinir --steps 4000 --eval-every 250 --minutes 30
 
 (Those runs drew their batches with the DataLoader shuffle that ``fxprune.train.loader_for`` used
 before crash-safe runs replaced it with :class:`fxprune.train.StepBatches`; a rerun today sees the
@@ -47,7 +49,7 @@ from fxprune.counting import count_params
 from fxprune.weights import HERE as WEIGHTS, SHIPPED, load_state, pack_state
 from results_file import replace_section
 
-SIZES = {"4x32": "edsr_x2_4x32.pt", "8x64": "edsr_x2_8x64_light.pt"}
+SIZES = {"4x32": "edsr_x2_4x32.pt", "8x64": "edsr_x2_8x64_light.pt", "swinir": "swinir_x2_2x32.pt"}
 LIMIT = 1_000_000
 
 
@@ -77,7 +79,8 @@ def report(results: Path) -> None:
         rows.append(f"| `{file}` | {name}({config}) | {count_params(model):,} | {'int8 per output channel' if int8 else 'float32'} "
                     f"| {(WEIGHTS / file).stat().st_size / 1e6:.2f} MB | {psnr:.2f} dB | {psnr - floor:+.2f} dB |")
     body = "\n".join([
-        "Dense EDSR ×2 models shipped in `fxprune/weights` (the demo's and the ASSL ablation's), trained by this",
+        "Dense ×2 models shipped in `fxprune/weights` (the demo's and the ASSL ablation's EDSR, the SwinIR of the",
+        "normalized-trunk fine-tuning benchmark), trained by this",
         "script on the 9 bundled training images; training runs and their evaluations are logged in",
         f"`benchmarks/logs/`. Evaluated as stored on the 3 held-out demo images (Y-PSNR, shave 2); bicubic {floor:.2f} dB.",
         "Written by `python benchmarks/train_reference.py --report`.",
@@ -134,7 +137,7 @@ def main() -> None:
             log.write(line + "\n")
             log.flush()
 
-        say(f"EDSR {args.model} {kwargs}, steps {args.steps}, lr {args.lr} cosine, batch {args.batch}, patch "
+        say(f"{name} {args.model} {kwargs}, steps {args.steps}, lr {args.lr} cosine, batch {args.batch}, patch "
             f"{args.patch}, seed {args.seed}, init {args.init or 'random'}; bicubic {floor:.3f} dB on the demo test images -> {out}")
         model.train()
         for step, (lr_batch, hr_batch) in enumerate(loader_for(config, 2, args.steps), start=1):

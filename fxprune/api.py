@@ -3,6 +3,7 @@ registry (:mod:`fxprune.methods`), with nothing method-specific here."""
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Mapping
 
 import torch.fx as fx
@@ -141,6 +142,10 @@ def _compress_method(method: Method, model: nn.Module, spec: Spec, example_input
     if train is not None and spec.steps:  # checked before prepare, which can take a while
         scale = train.scale or infer_scale(model, example_inputs)
         check_task(train, scale)
+    if spec.norm == "renormalize" and scale is None and not method.trains:
+        warnings.warn(f"fxprune.compress: norm='renormalize' changes the statistics of every pruned normalized "
+                      "trunk and nothing fine-tunes the result; pass train=fxprune.TrainConfig(steps=...) (CLI --steps) "
+                      "or use norm='exact', which keeps the masked model's output", stacklevel=4)
     if method.one_shot is not None:
         small = method.one_shot(model, given, example_inputs)
         verify_sizes(model, small, example_inputs, where="compress")

@@ -144,3 +144,22 @@ class StatisticsNet(nn.Module):
         y = y + y.softmax(1) - F.log_softmax(y, 1) * 0.1
         y = y * y.std(1, keepdim=True) + y.var(1, correction=0, keepdim=True) + y.amax(1, keepdim=True)
         return self.b(y - y.mean((1, 2), keepdim=True) + y.amin((1, 3), keepdim=True))
+
+
+def check_statistics_at_scale(graph: ChannelGraph, kept: int, seed: int, scale: float) -> None:
+    """On a StatisticsNet analysis: scale conv ``a``'s weights by ``scale``, keep ``kept`` random
+    channels of its trunk, and check sliced == masked at float32 tolerance (relative to the output)."""
+    group = graph.group_of("a")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name in ("a.weight", "a.bias"):
+            param = graph.gm.get_parameter(name)
+            param.copy_(torch.randn(param.shape, generator=generator) * scale)
+    x = torch.randn(1, 3, 9, 11, generator=generator)
+    units = np.zeros(group.channels, bool)
+    units[np.random.default_rng(seed).choice(group.channels, kept, replace=False)] = True
+    keep = {group.id: units}
+    with torch.no_grad():
+        expected = masked_model(graph, keep)(x)
+        torch.testing.assert_close(slice_channels(graph, keep)(x), expected, rtol=1e-4,
+                                   atol=1e-4 * expected.abs().max().item())

@@ -18,7 +18,7 @@ from fxprune.passes.phantom_statistics import PHANTOM_REWRITERS
 from fxprune.passes.slice_channels import slice_channels
 from fxprune.selection import plan_keep
 
-from helpers import StatisticsNet, check_sliced_equals_masked
+from helpers import StatisticsNet, check_sliced_equals_masked, check_statistics_at_scale
 
 
 def test_every_op_the_rules_let_prune_has_an_exact_rewrite():
@@ -43,21 +43,7 @@ def statistics_graph():
 def test_exact_for_any_kept_count_and_activation_scale(statistics_graph, kept, seed, scale):
     """Few kept channels, tiny and large activations (softmax and variance are where the phantom
     terms matter most): the sliced model equals the masked one at float32 tolerance."""
-    graph = statistics_graph
-    group = graph.group_of("a")
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name in ("a.weight", "a.bias"):
-            param = graph.gm.get_parameter(name)
-            param.copy_(torch.randn(param.shape, generator=generator) * scale)
-    x = torch.randn(1, 3, 9, 11, generator=generator)
-    units = np.zeros(group.channels, bool)
-    units[np.random.default_rng(seed).choice(group.channels, kept, replace=False)] = True
-    keep = {group.id: units}
-    with torch.no_grad():
-        expected = masked_model(graph, keep)(x)
-        torch.testing.assert_close(slice_channels(graph, keep)(x), expected, rtol=1e-4,
-                                   atol=1e-4 * expected.abs().max().item())
+    check_statistics_at_scale(statistics_graph, kept, seed, scale)
 
 
 def test_phantom_terms_are_what_makes_it_exact():

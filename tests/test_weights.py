@@ -21,10 +21,14 @@ def test_shipped_files_are_small_and_load(file):
     assert model(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
 
 
-def test_the_demo_model_beats_bicubic_on_the_held_out_images(one_torch_thread):
+@pytest.mark.parametrize("name, kwargs, margin", [
+    ("edsr", {"blocks": 4, "channels": 32, "scale": 2}, MARGIN_DB),
+    ("swinir", {}, 0.5),  # 66k parameters, 30 min of training: +0.69 dB (benchmarks/logs/train_reference_swinir.log)
+])
+def test_shipped_models_beat_bicubic_on_the_held_out_images(one_torch_thread, name, kwargs, margin):
     pairs = pairs_from(None, "test", task="sr", scale=2)
-    model = pretrained("edsr", blocks=4, channels=32, scale=2)
-    assert evaluate(model, pairs, shave=2)["psnr"] >= bicubic_baseline(pairs, 2)["psnr"] + MARGIN_DB
+    model = pretrained(name, **kwargs)
+    assert evaluate(model, pairs, shave=2)["psnr"] >= bicubic_baseline(pairs, 2)["psnr"] + margin
 
 
 def test_configs_without_weights_and_broken_files_get_clear_errors(tmp_path):

@@ -26,9 +26,12 @@ HERE = Path(__file__).resolve().parent
 SHIPPED: dict[str, tuple[str, dict[str, Any]]] = {
     "edsr_x2_4x32.pt": ("edsr", {"blocks": 4, "channels": 32, "scale": 2, "upsampler": "standard"}),
     "edsr_x2_8x64_light.pt": ("edsr", {"blocks": 8, "channels": 64, "scale": 2, "upsampler": "light"}),
+    "swinir_x2_2x32.pt": ("swinir", {"scale": 2, "channels": 32, "depth": 2, "heads": 2, "window": 4, "mlp_ratio": 2.0}),
 }
 DEFAULTS: dict[str, dict[str, Any]] = {"edsr": {"blocks": 4, "channels": 32, "scale": 2, "res_scale": 1.0,
-                                                "upsampler": "standard"}}
+                                                "upsampler": "standard"},
+                                       "swinir": {"scale": 2, "channels": 32, "depth": 2, "heads": 2, "window": 4,
+                                                  "mlp_ratio": 2.0}}
 
 
 class NoPretrainedWeightsError(FxpruneError, LookupError):
