@@ -5,6 +5,8 @@ import subprocess
 
 import pytest
 
+from cli_checks import main_error
+
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["fxprune", *args], capture_output=True, text=True, timeout=300)
@@ -23,21 +25,27 @@ def test_analyze_cross_checks_the_counts_with_torch_pruning():
     assert "torch-pruning" in line and "conv/linear products of 8 modules agree" in line
 
 
-def test_unknown_model_fails_with_one_line_reason():
-    result = run("analyze", "no_such_model")
-    assert result.returncode == 2
-    assert result.stderr.strip().startswith("fxprune analyze: error: unknown model 'no_such_model'")
-    assert len(result.stderr.strip().splitlines()) == 1
+def test_unknown_model_fails_with_one_line_reason(capsys):
+    """The same main() as the executable (whose exit status and one line the cases below check)."""
+    from fxprune.cli import main
+
+    assert main(["analyze", "no_such_model"]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.strip().startswith("fxprune analyze: error: unknown model 'no_such_model'")
+    assert len(stderr.strip().splitlines()) == 1
 
 
-def test_bad_kwargs_json_is_reported():
-    result = run("analyze", "edsr", "--kwargs", "{oops")
-    assert result.returncode == 2 and "--kwargs is not valid JSON" in result.stderr
+def test_bad_kwargs_json_is_reported(capsys):
+    main_error(["analyze", "edsr", "--kwargs", "{oops"], capsys, "--kwargs is not valid JSON")
 
 
-def test_help():
-    assert run("--help").returncode == 0
-    assert "--strict" in run("analyze", "--help").stdout
+def test_help(capsys):
+    from fxprune.cli import main
+
+    assert run("--help").returncode == 0  # the executable
+    with pytest.raises(SystemExit) as exit_info:
+        main(["analyze", "--help"])
+    assert exit_info.value.code == 0 and "--strict" in capsys.readouterr().out
 
 
 

@@ -18,15 +18,7 @@ from fxprune.data import demo_images
 from fxprune.images import read_image, write_image
 from fxprune.runtime import RoutedSession
 
-
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["fxprune", *args], capture_output=True, text=True, timeout=600)
-
-
-def one_line_error(result: subprocess.CompletedProcess, command: str, text: str) -> None:
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"fxprune {command}: error: ") and text in lines[0], result.stderr
+from cli_checks import main_error, one_line_error, run
 
 
 def small_photos(folder, seed: int) -> str:
@@ -78,14 +70,14 @@ def _estimator_step(folder) -> int:
     return (state.get("estimator") or {}).get("step", 0)
 
 
-def test_route_resumes_after_signals_and_equals_an_uninterrupted_run(routed_dir, tmp_path):
+def test_route_resumes_after_signals_and_equals_an_uninterrupted_run(routed_dir, tmp_path, capsys):
     out = tmp_path / "out"
     command = ["route", *MODEL, "--spec", str(routed_dir / "variants.yaml"), "-o", str(out), "--quiet"]
     first = _signal_when(command, lambda: (out / "checkpoint" / "variant-0.pt2").is_file(), signal.SIGINT)
     assert first.returncode == 130, first.stdout + first.stderr
     line = first.stderr.strip().splitlines()
     assert len(line) == 1 and "stopped by SIGINT" in line[0] and f"--resume {out}" in line[0], first.stderr
-    one_line_error(run(*command), "route", f"--resume {out}")  # the same command again: offer to resume
+    main_error(command, capsys, f"--resume {out}")  # the same command again (in-process): offer to resume
     resume = ["route", *MODEL, "--spec", str(routed_dir / "variants.yaml"), "--resume", str(out), "--quiet"]
     second = _signal_when(resume, lambda: _estimator_step(out / "checkpoint") >= 8, signal.SIGTERM)
     assert second.returncode == 143, second.stdout + second.stderr
@@ -140,7 +132,7 @@ def test_route_writes_model_and_report(routed_dir):
     assert "| routed | 5 |" in report and "| oracle | 0 |" in report and "| laplacian | 0.5 |" in report
 
 
-def test_infer_with_beta_prints_routes_and_macs(routed_dir, tmp_path):
+def test_infer_with_beta_prints_routes_and_macs(routed_dir, tmp_path, capsys):
     image = read_image(routed_dir / "val" / "0.png")[:45, :61]
     write_image(tmp_path / "in.png", image)
     result = run("infer", str(routed_dir / "out" / "routed.onnx"), str(tmp_path / "in.png"), str(tmp_path / "o.png"),
@@ -150,19 +142,18 @@ def test_infer_with_beta_prints_routes_and_macs(routed_dir, tmp_path):
     assert read_image(tmp_path / "o.png").shape == (90, 122, 3)
     picture = read_image(tmp_path / "map.png")
     assert picture.shape[0] > 200 and picture.shape[1] > 400  # the input beside its tinted route map, a legend below
-    one_line_error(run("infer", str(routed_dir / "out" / "routed.onnx"), str(tmp_path / "in.png"),
-                       str(tmp_path / "o.png"), "--beta", "0.5", "--route-map", str(tmp_path / "map.jpg")),
-                   "infer", "--route-map writes a PNG")
+    main_error(["infer", str(routed_dir / "out" / "routed.onnx"), str(tmp_path / "in.png"), str(tmp_path / "o.png"),
+                "--beta", "0.5", "--route-map", str(tmp_path / "map.jpg")], capsys, "--route-map writes a PNG")
 
 
-def test_beta_errors(routed_dir, tmp_path):
+def test_beta_errors(routed_dir, tmp_path, capsys):
     write_image(tmp_path / "in.png", np.zeros((20, 20, 3), np.uint8))
     one_line_error(run("infer", str(routed_dir / "out" / "routed.onnx"), str(tmp_path / "in.png"),
                        str(tmp_path / "o.png")), "infer", "pass --beta")
     plain = fxprune.export_onnx(torch.nn.Conv2d(3, 3, 3, padding=1), tmp_path / "plain.onnx",
                                 torch.rand(1, 3, 8, 8), check=False).path
-    one_line_error(run("infer", str(plain), str(tmp_path / "in.png"), str(tmp_path / "o.png"), "--beta", "1"),
-                   "infer", "--beta applies to routed models")
+    main_error(["infer", str(plain), str(tmp_path / "in.png"), str(tmp_path / "o.png"), "--beta", "1"], capsys,
+               "--beta applies to routed models")
 
 
 @pytest.mark.parametrize("content, field", [
@@ -171,9 +162,14 @@ def test_beta_errors(routed_dir, tmp_path):
     ({"variants": [{"ratio": 0.5}], "patch": 0}, "'patch'"),
     (None, "no routing spec file"),
 ])
-def test_route_spec_errors(tmp_path, content, field):
+def test_route_spec_errors(tmp_path, content, field, capsys):
+    """The missing file through the real executable, the spec fields through the same main()."""
     spec = tmp_path / "variants.yaml"
     if content is not None:
         spec.write_text(yaml.safe_dump(content))
-    one_line_error(run("route", "edsr", "--blocks", "1", "--channels", "16", "--spec", str(spec), "-o",
-                       str(tmp_path / "out")), "route", field)
+    argv = ["route", "edsr", "--blocks", "1", "--channels", "16", "--spec", str(spec), "-o", str(tmp_path / "out")]
+    if content is None:
+        one_line_error(run(*argv), "route", field)
+    else:
+        main_error(argv, capsys, field)
+    assert not (tmp_path / "out").exists()

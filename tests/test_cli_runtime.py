@@ -1,8 +1,6 @@
 """``fxprune export`` and ``fxprune infer``, run for real in a subprocess on a real photo."""
 from __future__ import annotations
 
-import subprocess
-
 import numpy as np
 import pytest
 import torch
@@ -11,17 +9,9 @@ import fxprune
 from fxprune.models import build
 from fxprune.images import read_image, write_image
 
+from cli_checks import main_error, one_line_error, run
+
 skimage = pytest.importorskip("skimage", reason="scikit-image provides the sample photo")
-
-
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["fxprune", *args], capture_output=True, text=True, timeout=300)
-
-
-def one_line_error(result: subprocess.CompletedProcess, command: str, text: str) -> None:
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"fxprune {command}: error: ") and text in lines[0], result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -82,23 +72,22 @@ def test_export_zoo_model_and_analyze_saved_model(work, tmp_path):
     assert "coupled" in analyzed.stdout
 
 
-def test_missing_and_corrupt_files_are_one_line_errors(work, tmp_path):
+def test_missing_and_corrupt_files_are_one_line_errors(work, tmp_path, capsys):
+    """The missing file through the real executable, the corrupt ones through the same main()."""
     folder, _, _ = work
     one_line_error(run("infer", str(tmp_path / "no.onnx"), str(folder / "in.png"), str(tmp_path / "o.png")),
                    "infer", "no ONNX model file at")
     data = (folder / "small.onnx").read_bytes()
     (tmp_path / "bad.onnx").write_bytes(data[: len(data) // 3])
-    one_line_error(run("infer", str(tmp_path / "bad.onnx"), str(folder / "in.png"), str(tmp_path / "o.png")),
-                   "infer", "cannot open the ONNX model")
+    main_error(["infer", str(tmp_path / "bad.onnx"), str(folder / "in.png"), str(tmp_path / "o.png")], capsys,
+               "cannot open the ONNX model")
     assert not (tmp_path / "o.png").exists()
     (tmp_path / "bad.pt2").write_bytes(b"not a model")
-    one_line_error(run("analyze", str(tmp_path / "bad.pt2")), "analyze", "bad.pt2' is not a readable fxprune model")
+    main_error(["analyze", str(tmp_path / "bad.pt2")], capsys, "bad.pt2' is not a readable fxprune model")
 
 
 def test_in_process_errors(work, tmp_path, capsys):
     """The same main() as the executable, without another interpreter start-up per case."""
-    from fxprune.cli import main
-
     folder, _, _ = work
     cases = [
         (["export", str(folder / "small.pt2"), "--blocks", "4", "-o", str(tmp_path / "x.onnx")],
@@ -112,9 +101,7 @@ def test_in_process_errors(work, tmp_path, capsys):
          "must be larger than 2 * overlap"),
     ]
     for argv, text in cases:
-        assert main(argv) == 2, argv
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith(f"fxprune {argv[0]}: error: ") and text in err[0], (argv, err)
+        main_error(argv, capsys, text)
 
 
 def test_help(capsys):
