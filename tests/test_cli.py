@@ -27,12 +27,7 @@ def test_analyze_cross_checks_the_counts_with_torch_pruning():
 
 def test_unknown_model_fails_with_one_line_reason(capsys):
     """The same main() as the executable (whose exit status and one line the cases below check)."""
-    from fxprune.cli import main
-
-    assert main(["analyze", "no_such_model"]) == 2
-    stderr = capsys.readouterr().err
-    assert stderr.strip().startswith("fxprune analyze: error: unknown model 'no_such_model'")
-    assert len(stderr.strip().splitlines()) == 1
+    main_error(["analyze", "no_such_model"], capsys, "fxprune analyze: error: unknown model 'no_such_model'")
 
 
 def test_bad_kwargs_json_is_reported(capsys):

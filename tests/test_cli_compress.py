@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import zipfile
 
 import onnx
@@ -12,9 +11,7 @@ import torch
 import fxprune
 from fxprune.checkpoint import read_checkpoint
 
-
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["fxprune", *args], capture_output=True, text=True, timeout=600)
+from cli_checks import main_error, run
 
 
 def test_compress_l1_from_a_yaml_spec_writes_model_onnx_and_report(tmp_path):
@@ -60,29 +57,33 @@ def test_compress_assl_trains_with_flags_and_reports_psnr(assl_run):
 
 
 # (was tests/test_cli_resume.py, which ran the same 6-step command with --checkpoint-every 2 itself)
-def test_compress_writes_checkpoints_and_resume_checks_the_run(assl_run, tmp_path):
+def test_compress_writes_checkpoints_and_resume_checks_the_run(assl_run, tmp_path, capsys):
+    """The resume checks through the same main() as the executable (the run itself was real)."""
     result, out = assl_run
     assert result.returncode == 0, result.stderr
     folder = out / "checkpoint"
     assert read_checkpoint(folder)["step"] == 6
-    other = run(*ASSL, "--steps", "8", "--resume", str(folder), "-o", str(tmp_path / "again"))
-    assert other.returncode == 2
-    assert str(folder / "checkpoint.pt") in other.stderr and "6 steps" in other.stderr
-    missing = run(*ASSL, "--steps", "6", "--resume", str(tmp_path), "-o", str(tmp_path / "x"))
-    assert missing.returncode == 2 and "no checkpoint" in missing.stderr
+    main_error([*ASSL, "--steps", "8", "--resume", str(folder), "-o", str(tmp_path / "again")], capsys,
+               f"{folder / 'checkpoint.pt'} was written by another run ('assl', 6 steps")
+    main_error([*ASSL, "--steps", "6", "--resume", str(tmp_path), "-o", str(tmp_path / "x")], capsys, "no checkpoint")
 
 
-def test_compress_errors_are_one_line(tmp_path):
+def test_compress_errors_are_one_line(tmp_path, capsys):
+    """The missing spec file and --help through the real executable, the rest through the same main()."""
+    from fxprune.cli import main
+
     result = run("compress", "edsr", "--spec", str(tmp_path / "missing.yaml"), "-o", str(tmp_path / "o"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "no spec file" in result.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text("method: l1\nratoi: 0.5\n")
-    result = run("compress", "edsr", "--spec", str(bad), "-o", str(tmp_path / "o"))
-    assert result.returncode == 2 and "ratoi" in result.stderr
-    result = run("compress", "edsr", "--method", "assl", "-o", str(tmp_path / "o"))
-    assert result.returncode == 2 and "steps" in result.stderr
-    assert "--spec" in run("compress", "--help").stdout and "--pretrain-steps" in run("demo", "--help").stdout
+    main_error(["compress", "edsr", "--spec", str(bad), "-o", str(tmp_path / "o")], capsys, "ratoi")
+    main_error(["compress", "edsr", "--method", "assl", "-o", str(tmp_path / "o")], capsys, "steps")
+    assert not (tmp_path / "o").exists()
+    assert "--spec" in run("compress", "--help").stdout
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--help"])
+    assert exit_info.value.code == 0 and "--pretrain-steps" in capsys.readouterr().out
 
 
 def test_compress_nm_from_flags_reports_nm_and_writes_a_compact_file(tmp_path):
