@@ -58,7 +58,7 @@ def prepare(model: nn.Module, spec: Spec | Mapping[str, Any], example_inputs: An
 
 def _prepared(method: Method, model: nn.Module, spec: Spec, example_inputs: Any) -> Pruner:
     """The method's pruner, its model checked at other input sizes before anything trains."""
-    pruner = method.prepare(model, spec, example_inputs)
+    pruner = method.prepare(model, spec.for_run(fine_tunes=False), example_inputs)
     verify_sizes(model, pruner.model, example_inputs, where="prepare")
     return pruner
 
@@ -138,6 +138,8 @@ def _compress_method(method: Method, model: nn.Module, spec: Spec, example_input
                         value=spec.method)
     if method.trains and spec.steps is None:
         raise SpecError("steps", "set Spec.steps or TrainConfig.steps")
+    fine_tunes = method.one_shot is not None and train is not None and bool(spec.steps)
+    spec, given = spec.for_run(fine_tunes), given.for_run(fine_tunes)
     scale = None
     if train is not None and spec.steps:  # checked before prepare, which can take a while
         scale = train.scale or infer_scale(model, example_inputs)

@@ -12,6 +12,8 @@ override settings it owns and the validation of them, and ``Spec`` consults thos
 """
 from __future__ import annotations
 
+import dataclasses
+
 import difflib
 import functools
 import json
@@ -26,7 +28,7 @@ import yaml
 from .errors import SpecError
 
 OVERRIDE_FIELDS = ("ratio", "round_to")
-NORM_MODES = ("exact", "renormalize", "fixed")  # Spec.norm: how channels read by LayerNorm / mean / softmax are treated
+NORM_MODES = ("auto", "exact", "renormalize", "fixed")  # Spec.norm: how channels read by LayerNorm / mean / softmax are treated
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,16 @@ class Spec:
         round_to: kept channels per group are rounded up to a multiple of this (16 suits ONNX
             Runtime on AVX-512 CPUs, 8 is common on GPUs; 1 disables).
         norm: channels that LayerNorm, a mean/var/std, amax/amin or softmax over channels read:
-            ``"exact"`` (default) prunes them, and the sliced model keeps those statistics exact
-            by counting the pruned channels as the zeros they are in the masked model;
+            ``"exact"`` prunes them, and the sliced model keeps those statistics exact by
+            counting the pruned channels as the zeros they are in the masked model;
             ``"renormalize"`` prunes them too but computes plain statistics over the kept
             channels (as Torch-Pruning does; native LayerNorm in the export, and the pruned model
             differs from the masked one until fine-tuning repairs it); ``"fixed"`` leaves them
-            unpruned (normalized trunks stay at full width).
+            unpruned (normalized trunks stay at full width). ``"auto"`` (default) is
+            ``"renormalize"`` when ``compress`` fine-tunes a one-shot method's result (``steps``)
+            and ``"exact"`` otherwise, as ``benchmarks/bench_norm_finetune.py`` measured: after
+            equal fine-tuning the renormalized model was as good or better at lower latency,
+            without fine-tuning only the exact one keeps the masked model's output.
         overrides: per-module settings keyed by exact name, ``re:<regex>`` or ``type:ClassName``.
         steps: the length of the method's run in optimizer steps (what it covers is the method's
             to say, below).
@@ -92,7 +98,7 @@ class Spec:
     macs: float | None = None
     latency: float | None = None
     round_to: int = 16
-    norm: str = "exact"
+    norm: str = "auto"
     overrides: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)
     align: str = "joint"
     reg_step: float = 1e-4
@@ -176,6 +182,18 @@ class Spec:
                                 f"{self.method!r}; remove it or choose one of those methods", value=value, owners=owners)
 
     # ------------------------------------------------------------------ serialization
+    def for_run(self, fine_tunes: bool) -> "Spec":
+        """This spec with ``norm="auto"`` decided: ``"renormalize"`` when the run fine-tunes a
+        one-shot method's result, ``"exact"`` otherwise.
+
+        >>> Spec().for_run(fine_tunes=True).norm, Spec().for_run(fine_tunes=False).norm, Spec(norm="exact").for_run(True).norm
+        ('renormalize', 'exact', 'exact')
+        """
+        owns_norm = self.method is None or bool(set(_family(self.method)) & set(FIELD_OWNERS.get("norm", ())))
+        if self.norm != "auto" or not owns_norm:  # a method without channel statistics keeps the default
+            return self
+        return dataclasses.replace(self, norm="renormalize" if fine_tunes else "exact")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -105,5 +105,5 @@ def test_norm_fixed_keeps_the_trunk_and_exact_prunes_it_again_and_again():
 
 
 def test_an_unknown_statistics_mode_is_a_spec_error():
-    with pytest.raises(fxprune.SpecError, match="norm.*exact, renormalize, fixed"):
+    with pytest.raises(fxprune.SpecError, match="norm.*auto, exact, renormalize, fixed"):
         fxprune.Spec(norm="renormalise")

@@ -23,6 +23,7 @@ from fxprune.models import build
 from fxprune.onnx import export_onnx
 from fxprune.passes.phantom_statistics import PHANTOM_REWRITERS
 from fxprune.passes.slice_channels import slice_channels
+from fxprune.record import record_of
 from fxprune.selection import plan_keep
 
 from helpers import StatisticsNet, check_sliced_equals_masked, check_statistics_at_scale
@@ -140,3 +141,23 @@ def test_renormalized_swinir_exports_native_layer_norm_and_matches_in_onnx_runti
     report = export_onnx(small, tmp_path / "swinir.onnx", (x,))
     ops = [node.op_type for node in onnx.load(tmp_path / "swinir.onnx").graph.node]
     assert report.max_abs_error <= report.tolerance and ops.count("LayerNormalization") >= 4, (report, sorted(set(ops)))
+
+
+def test_auto_renormalizes_what_compress_fine_tunes_and_keeps_the_rest_exact():
+    """The default follows bench_norm_finetune.py: fine-tuned one-shot results renormalize (a native
+    LayerNorm of the kept width), results without fine-tuning and trained methods stay exact."""
+    torch.manual_seed(5)
+    x = torch.randn(1, 3, 16, 16)
+    net = NormNet().eval()
+    spec = fxprune.Spec(ratio=0.5, round_to=1)
+    assert spec.norm == "auto"
+    train = fxprune.TrainConfig(steps=2, task="denoise", batch_size=2, patch_size=16, progress=False, device="cpu")
+    tuned, untuned = fxprune.compress(net, spec, (x,), train=train), fxprune.compress(net, spec, (x,))
+    pruner = fxprune.prepare(net, fxprune.Spec(method="assl", ratio=0.5, round_to=1, steps=4), (x,))
+
+    def layer_norm_widths(gm):
+        return [list(n.args[1]) for n in gm.graph.nodes if n.target is torch.ops.aten.layer_norm.default]
+
+    assert record_of(tuned).spec["norm"] == "renormalize" and layer_norm_widths(tuned) == [[4]]
+    assert record_of(untuned).spec["norm"] == "exact" and layer_norm_widths(untuned) == []  # the phantom form
+    assert pruner.graph.norm == "exact"

@@ -328,8 +328,9 @@ def add_commands(sub: Any) -> None:
                    "measured here at --input-size (threads: $FXPRUNE_LATENCY_THREADS, default one per CPU)")
     p.add_argument("--round-to", type=int, dest="round_to", help="overrides the spec's round_to")
     p.add_argument("--norm", choices=NORM_MODES, help="channels read by LayerNorm / mean / softmax: 'exact' prunes them "
-                   "with exact statistics (default), 'renormalize' prunes them with plain statistics over the kept channels "
-                   "(fine-tune afterwards), 'fixed' keeps them")
+                   "with exact statistics, 'renormalize' prunes them with plain statistics over the kept channels "
+                   "(fine-tune afterwards), 'fixed' keeps them; 'auto' (default): renormalize when --steps fine-tunes "
+                   "an l1 result, exact otherwise")
     p.add_argument("--budget", type=float, help="N:M methods: keep at most this fraction of the dense MACs")
     p.add_argument("--m", type=int, help="N:M methods: the group size M")
     p.add_argument("--n", type=int, help="method nm: keep the N largest of every group")

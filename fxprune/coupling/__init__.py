@@ -124,8 +124,8 @@ _STATISTICS_RULES = (red.reduction, red.along_dim, layers.layer_norm)
 def registry_for(norm: str = "exact") -> CouplingRegistry:
     """The registry for a statistics mode (``Spec.norm``): ``"exact"`` is :func:`registry`, where
     channels read by LayerNorm, mean/var/std, amax/amin or softmax are prunable (the slicing pass
-    keeps their statistics exact), and so is ``"renormalize"`` (the same channels are prunable;
-    slicing computes plain statistics over the kept ones); ``"fixed"`` keeps those channels as
+    keeps their statistics exact), and so are ``"renormalize"`` (the same channels are prunable;
+    slicing computes plain statistics over the kept ones) and ``"auto"``; ``"fixed"`` keeps those channels as
     they are, as fxprune did before it had the exact forms. Rules users registered for these ops are kept in both.
 
     >>> import torch, fxprune
