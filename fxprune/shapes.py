@@ -20,6 +20,7 @@ import torch
 import torch.fx as fx
 from torch._dispatch.python import enable_python_dispatcher
 from torch._guards import detect_fake_mode
+from torch._subclasses.fake_tensor import disable_fake_tensor_cache
 from torch.fx.passes.fake_tensor_prop import FakeTensorProp
 from torch.fx.passes.shape_prop import TensorMetadata, _extract_tensor_metadata
 
@@ -66,7 +67,7 @@ def refresh_shapes(gm: fx.GraphModule) -> bool:
     try:
         if mode is None or any(v is None for v in inputs):
             raise ValueError("the graph's inputs carry no fake tensors (it was not captured by fxprune.trace)")
-        with mode, enable_python_dispatcher():
+        with mode, enable_python_dispatcher(), disable_fake_tensor_cache(mode):
             _Propagate(gm, mode).propagate_dont_convert_inputs(*inputs)
     except Exception as error:  # noqa: BLE001 - any failure means: capture again before analyzing
         reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
