@@ -80,7 +80,9 @@ def export_program(model: nn.Module, inputs: tuple[Any, ...], *, dynamic_hw: boo
         inputs = _batch_of_two(inputs) or inputs
     axes = ([0] if dynamic_batch else []) + ([2, 3] if dynamic_hw else [])
     shapes = tuple({a: dim for a in axes} if _is_image(t) and axes else None for t in inputs)
-    with _quiet_torch_logs(), without_layout_guards(model):
+    # torch's fake-tensor dispatch cache off: with symbolic sizes an entry costs more to build than the
+    # op it caches, and a capture rarely meets the same op twice (restormer_unet captured in 7 s, not 12)
+    with _quiet_torch_logs(), without_layout_guards(model), torch._dynamo.config.patch(fake_tensor_cache_enabled=False):
         return torch.export.export(model, inputs, dynamic_shapes=shapes if any(shapes) else None, strict=False)
 
 
