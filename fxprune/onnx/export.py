@@ -41,7 +41,7 @@ from ..errors import ParityError
 from ..trace import _quiet_torch_logs, export_program, without_fake_tensor_cache
 from .common import OnnxExportError, as_tensors, clones, eval_mode, first_line, flatten, make_inputs, size_steps
 from .finish import finish_file
-from .half import FP16_ATOL_SCALE, Precision, check_precision, half_copy, io_inputs
+from .half import FP16_ATOL_SCALE, Precision, check_precision, half_copy, io_inputs, wrapped
 from .metadata import file_metadata
 from .parity import ATOL_SCALE, check_onnx_parity
 
@@ -289,6 +289,9 @@ def export_onnx(
     if captured is not None and len(captured) != len(inputs):
         raise ValueError(f"the GraphModule takes {len(captured)} inputs, example_inputs has {len(inputs)}")
     batch_dynamic = dynamic_hw
+    inner = _placeholder_dims(wrapped(model)) if captured is None else None
+    if inner is not None and len(inner) == len(inputs):  # a half copy of a captured graph: its batch is the graph's
+        batch_dynamic = dynamic_hw and all(d[0] for d, t in zip(inner, inputs) if t.dim() == 4)
     if captured is not None:  # a GraphModule from torch.export: its dynamic dims are fixed already
         four_d = [d for d, t in zip(captured, inputs) if t.dim() == 4]
         batch_dynamic = dynamic_hw and all(d[0] for d in four_d)

@@ -17,7 +17,7 @@ from torch import nn
 
 from .common import eval_mode
 
-__all__ = ["DTYPES", "FP16_ATOL_SCALE", "Precision", "check_precision", "half_copy", "io_inputs"]
+__all__ = ["DTYPES", "FP16_ATOL_SCALE", "Precision", "check_precision", "half_copy", "io_inputs", "wrapped"]
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
 # fp16 has an 11-bit mantissa (relative step 1e-3); a dozen layers of rounding stay within 1% of the
@@ -86,6 +86,11 @@ def half_copy(model: nn.Module, inputs: tuple[torch.Tensor, ...], precision: Pre
     with eval_mode(model):
         half = _Half(_constants_to_half(copy.deepcopy(model).half()), io).eval()
     return half, _Reference(model, io)
+
+
+def wrapped(model: nn.Module) -> nn.Module:
+    """The model a :func:`half_copy` wraps (a captured graph keeps its dynamic dims there), else ``model``."""
+    return model.model if isinstance(model, _Half) else model
 
 
 def _constants_to_half(model: nn.Module) -> nn.Module:
