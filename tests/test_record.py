@@ -54,7 +54,7 @@ def test_each_stage_goes_into_the_history(staged):
     record = record_of(small)
     (first,) = record.history
     assert first.method == "l1" and first.stage == "converted" and first.history == []
-    assert first.spec == L1.to_dict() and first.keep and first.nm is None
+    assert first.spec == L1.for_run(fine_tunes=False).to_dict() and first.keep and first.nm is None
     assert [g["kept"] for g in first.groups][:4] == [8, 8, 8, 8]  # the channel decisions of the first stage
     assert [r.method for r in record.chain()] == ["l1", "nm"]
     dense = (fxprune.count_macs(model, X), fxprune.count_params(model))
