@@ -63,6 +63,11 @@ def key_of(model: nn.Module, inputs: tuple[Any, ...], options: tuple[Any, ...]) 
         return None
 
 
+def holds(key: Hashable | None) -> bool:
+    """Whether a capture is cached under ``key`` (no copy made)."""
+    return key is not None and key in _ENTRIES
+
+
 def lookup(key: Hashable | None, model: nn.Module) -> fx.GraphModule | None:
     """A copy of the cached graph bound to clones of ``model``'s current weights, or None."""
     if key is None or key not in _ENTRIES:

@@ -50,7 +50,7 @@ from torch import nn
 from torch.utils import _pytree as pytree
 
 from .record import record_of
-from .trace import as_inputs, trace
+from .trace import as_inputs, trace, trace_if_cached
 
 __all__ = ["LayerMacs", "MacReport", "count_macs", "count_params"]
 
@@ -454,7 +454,8 @@ def nm_densities(model: nn.Module, params: Mapping[str, torch.Tensor]) -> dict[s
 def _graph_of(model: nn.Module, inputs: tuple[Any, ...]) -> fx.GraphModule:
     if isinstance(model, fx.GraphModule) and "fxprune_capture" in model.meta:
         return model
-    return trace(model, inputs, dynamic_hw=False)  # counted at this one size: a static capture is enough
+    cached = trace_if_cached(model, inputs)  # the capture analyze/compress made: it counts as a static one does
+    return cached if cached is not None else trace(model, inputs, dynamic_hw=False)  # at this one size: static is enough
 
 
 def count_macs(

@@ -526,6 +526,15 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
+def trace_if_cached(model: nn.Module, example_inputs: Any) -> fx.GraphModule | None:
+    """``trace(model, example_inputs)`` when this process captured ``model`` so before (a cache hit:
+    no new capture), else None, e.g. for a count that would otherwise capture it once more."""
+    inputs = as_inputs(example_inputs)
+    if not capture_cache.holds(capture_cache.key_of(model, inputs, (True, True))):  # trace's defaults
+        return None
+    return trace(model, inputs)
+
+
 def _trace(model: nn.Module, inputs: tuple[Any, ...], dynamic_hw: bool, opaque_fallback: bool) -> fx.GraphModule:
     key = capture_cache.key_of(model, inputs, (dynamic_hw, opaque_fallback))
     gm = capture_cache.lookup(key, model)
