@@ -28,8 +28,11 @@ def _share_the_cores() -> None:
     if workers < 1 or "PYTEST_XDIST_WORKER" not in os.environ:
         return
     threads = max(1, len(os.sched_getaffinity(0)) // workers)
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    if given.isdigit() and int(given) > 0:  # the caller's choice stands
+        threads = int(given)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
 
 
 _share_the_cores()
