@@ -187,7 +187,7 @@ def shipped_list() -> str:
     """The zoo configurations that have shipped trained weights, for help and messages.
 
     >>> print(shipped_list())
-    edsr --blocks 4 --channels 32 --scale 2; edsr --blocks 8 --channels 64 --scale 2 --kwargs '{"upsampler": "light"}'
+    edsr --blocks 4 --channels 32 --scale 2; edsr --blocks 8 --channels 64 --scale 2 --kwargs '{"upsampler": "light"}'; swinir --channels 32 --scale 2
     """
     from ..weights import DEFAULTS, SHIPPED
 
