@@ -28,6 +28,7 @@ import torch.fx as fx
 from .coupling.args import arg, dims_arg
 
 aten = torch.ops.aten
+_ALONG_ONE_DIM = (aten.softmax.int, aten._softmax.default, aten.log_softmax.int, aten._log_softmax.default)
 
 
 def _weights(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -162,7 +163,6 @@ KEPT_STATISTICS: dict[Any, Callable[[fx.Node, fx.Node, fx.Node], tuple[Callable,
 }
 """The statistic ops ``norm="renormalize"`` computes over the kept channels: the same ops
 ``norm="exact"`` rewrites (a test keeps the tables equal)."""
-_ALONG_ONE_DIM = (aten.softmax.int, aten._softmax.default, aten.log_softmax.int, aten._log_softmax.default)
 
 
 def _varies_along(mask: torch.Tensor, dims: list[int]) -> bool:

@@ -140,7 +140,7 @@ def remove_channel_masks(gm: fx.GraphModule) -> fx.GraphModule:
     """Undo :func:`insert_channel_masks`, in place."""
     restore_statistics(gm)
     for node in list(gm.graph.nodes):
-        if node.op == "call_function" and node.target is apply_channel_mask:
+        if is_channel_mask(node):
             mask_node = node.args[1]
             node.replace_all_uses_with(node.args[0])
             gm.graph.erase_node(node)

@@ -12,14 +12,12 @@ override settings it owns and the validation of them, and ``Spec`` consults thos
 """
 from __future__ import annotations
 
-import dataclasses
-
 import difflib
 import functools
 import json
 import re
 import textwrap
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -181,7 +179,6 @@ class Spec:
                 raise SpecError(spec_field.name, f"is a setting of method {' / '.join(owners)}, not of "
                                 f"{self.method!r}; remove it or choose one of those methods", value=value, owners=owners)
 
-    # ------------------------------------------------------------------ serialization
     def for_run(self, fine_tunes: bool) -> "Spec":
         """This spec with ``norm="auto"`` decided: ``"renormalize"`` when the run fine-tunes a
         one-shot method's result, ``"exact"`` otherwise.
@@ -192,8 +189,9 @@ class Spec:
         owns_norm = self.method is None or bool(set(_family(self.method)) & set(FIELD_OWNERS.get("norm", ())))
         if self.norm != "auto" or not owns_norm:  # a method without channel statistics keeps the default
             return self
-        return dataclasses.replace(self, norm="renormalize" if fine_tunes else "exact")
+        return replace(self, norm="renormalize" if fine_tunes else "exact")
 
+    # ------------------------------------------------------------------ serialization
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -25,7 +25,7 @@ from .errors import VerificationError
 from .eval_mode import eval_mode
 from .graph import ChannelGraph
 from .graph_mode import copy_graph_module
-from .masking import apply_channel_mask, insert_channel_masks
+from .masking import insert_channel_masks, is_channel_mask
 from .selection import kept_indices
 from .record import group_rows
 from .trace import as_inputs
@@ -185,7 +185,7 @@ def _fail_size(model: nn.Module, inputs: tuple[Any, ...], where: str, failure: E
 
 
 def _has_masks(gm: fx.GraphModule) -> bool:
-    return any(n.op == "call_function" and n.target is apply_channel_mask for n in gm.graph.nodes)
+    return any(is_channel_mask(n) for n in gm.graph.nodes)
 
 
 def _clones(inputs: Sequence[Any]) -> tuple[Any, ...]:
@@ -344,7 +344,7 @@ class _Recorder(fx.Interpreter):
         if isinstance(value, torch.Tensor):
             # a mask node's value stands for the node it masks: a unit kept by the slicing but
             # dropped by the reference then shows where it was dropped, not where it is first read
-            masked = n.op == "call_function" and n.target is apply_channel_mask
+            masked = is_channel_mask(n)
             self.values[n.args[0].name if masked else n.name] = value
         return value
 
