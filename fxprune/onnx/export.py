@@ -39,6 +39,7 @@ from torch import nn
 
 from ..errors import ParityError
 from ..trace import _quiet_torch_logs, export_program, without_fake_tensor_cache
+from .torchlib_registry import reused_torchlib_registry
 from .common import OnnxExportError, as_tensors, clones, eval_mode, first_line, flatten, make_inputs, size_steps
 from .finish import finish_file
 from .half import FP16_ATOL_SCALE, Precision, check_precision, half_copy, io_inputs, wrapped
@@ -178,7 +179,7 @@ class _Attempt:
 
 def _dynamo_export(job: _Attempt) -> None:
     inputs = job.inputs
-    with _quiet(), without_fake_tensor_cache():  # export_program's own, and the decompositions' fake modes
+    with _quiet(), without_fake_tensor_cache(), reused_torchlib_registry():  # fake-tensor cache: export_program's and the decompositions' fake modes
         program = export_program(job.model, inputs, dynamic_hw=job.dynamic_hw, dynamic_batch=job.batch_dynamic,
                                  dim=torch.export.Dim.DYNAMIC)
         torch.onnx.export(
