@@ -19,9 +19,9 @@ that share a signature (EDSR's body) share one entry; ``round_to`` ≥ 8 keeps t
 """
 from .choose import LatencyPlan, choose_counts, plan_for_latency
 from .model import LatencyModel
-from .table import (CACHE_ENV, THREADS_ENV, ConvSig, LatencyTable, _session, cache_dir, conv_onnx, default_threads,
-                    machine_fingerprint, measure_latencies, measure_latency, time_conv, time_session)
+from .table import (CACHE_ENV, THREADS_ENV, ConvSig, LatencyTable, TimedModel, _session, cache_dir, conv_onnx,
+                    default_threads, machine_fingerprint, measure_latencies, measure_latency, time_conv, time_session)
 
-__all__ = ["CACHE_ENV", "THREADS_ENV", "ConvSig", "LatencyModel", "LatencyPlan", "LatencyTable", "cache_dir",
-           "choose_counts", "conv_onnx", "default_threads", "machine_fingerprint", "measure_latencies",
+__all__ = ["CACHE_ENV", "THREADS_ENV", "ConvSig", "LatencyModel", "LatencyPlan", "LatencyTable", "TimedModel",
+           "cache_dir", "choose_counts", "conv_onnx", "default_threads", "machine_fingerprint", "measure_latencies",
            "measure_latency", "plan_for_latency", "time_conv", "time_session"]

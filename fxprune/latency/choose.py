@@ -216,7 +216,7 @@ class _Measured:
 
 def _measure(graph: ChannelGraph, keep: dict[int, np.ndarray], counts: dict[int, int], predicted: float,
              model: LatencyModel, example_inputs: Any) -> _Measured:
-    dense_ms, plan_ms = measure_latencies([graph.gm, slice_channels(graph, keep)], example_inputs, model.threads)
+    dense_ms, plan_ms = measure_latencies([model.dense, slice_channels(graph, keep)], example_inputs, model.threads)
     return _Measured(counts, keep, predicted, plan_ms / dense_ms)
 
 

@@ -14,7 +14,7 @@ from ..budget import record_shapes
 from ..graph import ChannelGraph
 from ..passes.slice_channels import slice_channels
 from ..selection import kept_indices
-from .table import ConvSig, LatencyTable, default_threads, measure_latencies
+from .table import ConvSig, LatencyTable, TimedModel, default_threads, measure_latencies
 
 _CONV_OPS = {"conv2d", "convolution", "_convolution"}
 
@@ -86,6 +86,7 @@ class LatencyModel:
     def __init__(self, graph: ChannelGraph, example_inputs: Any, threads: int | None = None,
                  table: LatencyTable | None = None, dense_ms: float | None = None, calibrate: bool = True):
         self.graph = graph
+        self.dense = TimedModel(graph.gm)  # exported once: every timed plan is measured against it
         self.threads = threads or default_threads()
         self.table = table if table is not None else LatencyTable()
         recorded, multi = record_shapes(graph.gm, example_inputs)
@@ -103,7 +104,7 @@ class LatencyModel:
         half = self._half_plan() if calibrate and dense_ms is None else {}
         measured_half = None
         if dense_ms is None:  # the half plan is timed interleaved with the dense model: same machine state
-            models = [graph.gm] + ([slice_channels(graph, half)] if half else [])
+            models = [self.dense] + ([slice_channels(graph, half)] if half else [])
             dense_ms, *rest = measure_latencies(models, example_inputs, self.threads)
             measured_half = rest[0] if rest else None
         self.dense_ms = dense_ms

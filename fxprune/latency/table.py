@@ -7,9 +7,11 @@ import json
 import math
 import os
 import platform
+import shutil
 import tempfile
 import time
 import warnings
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -191,23 +193,56 @@ def measure_latency(model: torch.nn.Module, example_inputs: Any, threads: int | 
     return measure_latencies([model], example_inputs, threads)[0]
 
 
-def measure_latencies(models: list[torch.nn.Module], example_inputs: Any, threads: int | None = None,
+def _timing_inputs(example_inputs: Any) -> tuple[torch.Tensor, ...]:
+    return tuple(t.detach().cpu() for t in as_inputs(example_inputs) if isinstance(t, torch.Tensor))
+
+
+def _export_for_timing(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path: Path) -> Path:
+    """``model`` in an ONNX file at ``path`` as :func:`measure_latencies` times it: the inputs'
+    static size, no parity check."""
+    from ..onnx import export_onnx
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_onnx(model, path, inputs, dynamic_hw=False, check=False)
+    return path
+
+
+class TimedModel:
+    """A model :func:`measure_latencies` times more than once (the dense model, against every plan
+    of a latency budget): exported on its first measurement at a size, that file serves the next
+    ones (the file is removed with the object)."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self._files: dict[tuple, Path] = {}
+        self._folder: Path | None = None
+
+    def file(self, example_inputs: Any) -> Path:
+        inputs = _timing_inputs(example_inputs)
+        key = tuple((tuple(t.shape), t.dtype) for t in inputs)
+        if key not in self._files:
+            if self._folder is None:
+                self._folder = Path(tempfile.mkdtemp(prefix="fxprune-latency-"))
+                weakref.finalize(self, shutil.rmtree, str(self._folder), True)
+            self._files[key] = _export_for_timing(self.model, inputs, self._folder / f"model{len(self._files)}.onnx")
+        return self._files[key]
+
+
+def measure_latencies(models: list[torch.nn.Module | TimedModel], example_inputs: Any, threads: int | None = None,
                       rounds: int = 5, seconds: float = 1.0) -> list[float]:
     """ORT latency in ms of each model, exported at the example's size with :func:`fxprune.export_onnx`
     (static shape, no parity check: timing only) and timed in interleaved rounds (at least
     ``rounds``, and ``seconds`` per model), so a busy phase of the machine hits all alike; each
-    figure is the model's fastest run (see :func:`time_session`).
+    figure is the model's fastest run (see :func:`time_session`). A :class:`TimedModel` is exported
+    once for all the measurements that time it.
     """
-    from ..onnx import export_onnx
-
-    inputs = tuple(t.detach().cpu() for t in as_inputs(example_inputs) if isinstance(t, torch.Tensor))
+    inputs = _timing_inputs(example_inputs)
     with tempfile.TemporaryDirectory() as folder:
         sessions = []
         for k, model in enumerate(models):
-            path = Path(folder) / f"model{k}.onnx"
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                export_onnx(model, path, inputs, dynamic_hw=False, check=False)
+            path = (model.file(inputs) if isinstance(model, TimedModel)
+                    else _export_for_timing(model, inputs, Path(folder) / f"model{k}.onnx"))
             sessions.append(_session(str(path), threads or default_threads()))
         feeds = [{i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)} for session in sessions]
         for session, feed in zip(sessions, feeds):
