@@ -1,6 +1,8 @@
 """The CLI tests' shared checks: the real ``fxprune`` executable in a subprocess (exit status,
 signals, what reaches the terminal), or the same :func:`fxprune.cli.main` in-process for the
-one-line errors whose path the executable adds nothing to (each subprocess costs ~4 s of imports)."""
+one-line errors and the runs whose output (not process) a test checks: each subprocess costs ~4 s of
+imports, and a first compress/export in a fresh process another ~6 s (the ONNX exporter, its
+translation table, matplotlib), which a test worker pays once."""
 from __future__ import annotations
 
 import subprocess
@@ -9,6 +11,31 @@ from typing import Sequence
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["fxprune", *args], capture_output=True, text=True, timeout=600)
+
+
+def in_process(*args: str, threads: int | None = None) -> subprocess.CompletedProcess:
+    """``fxprune ARGS`` through the same :func:`fxprune.cli.main` in this process, returned as :func:`run`
+    returns the executable's (exit status, stdout, stderr; usable in module fixtures, where capsys is
+    not). ``threads``: torch's intra-op threads for the run (as OMP_NUM_THREADS sets them for the
+    executable); the caller's thread count and torch's global random state are restored afterwards
+    (the command seeds it)."""
+    import contextlib
+    import io
+
+    import torch
+
+    from fxprune.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    before = torch.get_num_threads()
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        torch.set_num_threads(before)
+    return subprocess.CompletedProcess(["fxprune", *args], code, out.getvalue(), err.getvalue())
 
 
 def one_line_error(result: subprocess.CompletedProcess, command: str, text: str) -> None:

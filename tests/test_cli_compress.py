@@ -1,4 +1,7 @@
-"""`fxprune compress` and `fxprune demo`, run for real in a subprocess (also `--checkpoint-every` / `--resume`)."""
+"""`fxprune compress` and `fxprune demo` (also `--checkpoint-every` / `--resume`): the runs through the same
+:func:`fxprune.cli.main` as the executable, in-process (their files and printed output are checked, not
+the process); the real executable for a spec-file error (exit status 2, one line) and in
+tests/test_cli_interrupt.py (signals, the printed resume command)."""
 from __future__ import annotations
 
 import json
@@ -11,14 +14,14 @@ import torch
 import fxprune
 from fxprune.checkpoint import read_checkpoint
 
-from cli_checks import main_error, run
+from cli_checks import in_process, main_error, run
 
 
 def test_compress_l1_from_a_yaml_spec_writes_model_onnx_and_report(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text("method: l1\nratio: 0.5\nround_to: 8\noverrides:\n  tail.0: null\n")
     out = tmp_path / "out"
-    result = run("compress", "edsr", "--blocks", "2", "--channels", "16", "--spec", str(spec), "-o", str(out),
+    result = in_process("compress", "edsr", "--blocks", "2", "--channels", "16", "--spec", str(spec), "-o", str(out),
                  "--input-size", "24", "24")
     assert result.returncode == 0, result.stderr
     assert "| params |" in result.stdout
@@ -42,7 +45,7 @@ def assl_run(tmp_path_factory):
     """One 6-step ASSL run with --checkpoint-every 2, checked by the two tests below (the checkpoint is
     written either way, every 2 steps here: tests/test_cli_interrupt.py runs without the flag)."""
     out = tmp_path_factory.mktemp("cli_assl") / "assl"
-    return run(*ASSL, "--steps", "6", "--checkpoint-every", "2", "-o", str(out)), out
+    return in_process(*ASSL, "--steps", "6", "--checkpoint-every", "2", "-o", str(out)), out
 
 
 def test_compress_assl_trains_with_flags_and_reports_psnr(assl_run):
@@ -58,7 +61,7 @@ def test_compress_assl_trains_with_flags_and_reports_psnr(assl_run):
 
 # (was tests/test_cli_resume.py, which ran the same 6-step command with --checkpoint-every 2 itself)
 def test_compress_writes_checkpoints_and_resume_checks_the_run(assl_run, tmp_path, capsys):
-    """The resume checks through the same main() as the executable (the run itself was real)."""
+    """The resume checks through the same main() as the executable."""
     result, out = assl_run
     assert result.returncode == 0, result.stderr
     folder = out / "checkpoint"
@@ -69,7 +72,7 @@ def test_compress_writes_checkpoints_and_resume_checks_the_run(assl_run, tmp_pat
 
 
 def test_compress_errors_are_one_line(tmp_path, capsys):
-    """The missing spec file and --help through the real executable, the rest through the same main()."""
+    """The missing spec file through the real executable, the rest through the same main()."""
     from fxprune.cli import main
 
     result = run("compress", "edsr", "--spec", str(tmp_path / "missing.yaml"), "-o", str(tmp_path / "o"))
@@ -80,16 +83,16 @@ def test_compress_errors_are_one_line(tmp_path, capsys):
     main_error(["compress", "edsr", "--spec", str(bad), "-o", str(tmp_path / "o")], capsys, "ratoi")
     main_error(["compress", "edsr", "--method", "assl", "-o", str(tmp_path / "o")], capsys, "steps")
     assert not (tmp_path / "o").exists()
-    assert "--spec" in run("compress", "--help").stdout
-    with pytest.raises(SystemExit) as exit_info:
-        main(["demo", "--help"])
-    assert exit_info.value.code == 0 and "--pretrain-steps" in capsys.readouterr().out
+    for command, option in (("compress", "--spec"), ("demo", "--pretrain-steps")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0 and option in capsys.readouterr().out
 
 
 def test_compress_nm_from_flags_reports_nm_and_writes_a_compact_file(tmp_path):
     # one-shot N:M (no training, so no evaluation: fast); sls takes the same path with the training flags
     out = tmp_path / "nm"
-    result = run("compress", "edsr", "--blocks", "2", "--channels", "16", "--method", "nm", "--budget", "0.5",
+    result = in_process("compress", "edsr", "--blocks", "2", "--channels", "16", "--method", "nm", "--budget", "0.5",
                  "--m", "8", "-q", "-o", str(out), "--input-size", "24", "24")
     assert result.returncode == 0, result.stderr
     assert "no speed" in result.stdout and "N:M check: 6 layers, all valid" in result.stdout
