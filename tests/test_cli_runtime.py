@@ -1,4 +1,5 @@
-"""``fxprune export`` and ``fxprune infer``, run for real in a subprocess on a real photo."""
+"""``fxprune export`` and ``fxprune infer`` on a real photo: infer runs the real executable, the other
+commands go through the same :func:`fxprune.cli.main` in-process (their files and output are checked)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,7 @@ import fxprune
 from fxprune.models import build
 from fxprune.images import read_image, write_image
 
-from cli_checks import main_error, one_line_error, run
+from cli_checks import in_process, main_error, run
 
 skimage = pytest.importorskip("skimage", reason="scikit-image provides the sample photo")
 
@@ -27,7 +28,7 @@ def work(tmp_path_factory):
     photo = skimage.data.astronaut()[0:300, 100:500]  # the face and the flag: edges and flat regions
     photo = (resize(photo, (75, 101), anti_aliasing=True) * 255).round().astype(np.uint8)
     write_image(folder / "in.png", photo)
-    result = run("export", str(folder / "small.pt2"), "-o", str(folder / "small.onnx"))
+    result = in_process("export", str(folder / "small.pt2"), "-o", str(folder / "small.onnx"))
     assert result.returncode == 0, result.stderr
     return folder, small, result
 
@@ -64,19 +65,19 @@ def test_infer_matches_pytorch_on_a_photo(work):
 
 def test_export_zoo_model_and_analyze_saved_model(work, tmp_path):
     folder, _, _ = work
-    result = run("export", "espcn", "--scale", "3", "--input-size", "20", "24", "-o", str(tmp_path / "e.onnx"))
+    result = in_process("export", "espcn", "--scale", "3", "--input-size", "20", "24", "-o", str(tmp_path / "e.onnx"))
     assert result.returncode == 0, result.stderr
     assert "opset 17" in result.stdout and (tmp_path / "e.onnx").is_file()
-    analyzed = run("analyze", str(folder / "small.pt2"))  # every command takes a saved model file
+    analyzed = in_process("analyze", str(folder / "small.pt2"))  # every command takes a saved model file
     assert analyzed.returncode == 0, analyzed.stderr
     assert "coupled" in analyzed.stdout
 
 
 def test_missing_and_corrupt_files_are_one_line_errors(work, tmp_path, capsys):
-    """The missing file through the real executable, the corrupt ones through the same main()."""
+    """Through the same main() as the executable (whose exit status test_infer_matches_pytorch_on_a_photo checks)."""
     folder, _, _ = work
-    one_line_error(run("infer", str(tmp_path / "no.onnx"), str(folder / "in.png"), str(tmp_path / "o.png")),
-                   "infer", "no ONNX model file at")
+    main_error(["infer", str(tmp_path / "no.onnx"), str(folder / "in.png"), str(tmp_path / "o.png")], capsys,
+               "no ONNX model file at")
     data = (folder / "small.onnx").read_bytes()
     (tmp_path / "bad.onnx").write_bytes(data[: len(data) // 3])
     main_error(["infer", str(tmp_path / "bad.onnx"), str(folder / "in.png"), str(tmp_path / "o.png")], capsys,
@@ -107,8 +108,11 @@ def test_in_process_errors(work, tmp_path, capsys):
 def test_help(capsys):
     from fxprune.cli import main
 
-    infer_help = run("infer", "--help")
-    assert infer_help.returncode == 0 and "--tile" in infer_help.stdout and "--threads" in infer_help.stdout
+    with pytest.raises(SystemExit) as exit_info:
+        main(["infer", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--tile" in out and "--threads" in out
     with pytest.raises(SystemExit) as exit_info:
         main(["export", "--help"])
     assert exit_info.value.code == 0
