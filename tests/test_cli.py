@@ -1,11 +1,12 @@
-"""The command line, run for real in a subprocess."""
+"""The command line: ``fxprune analyze`` on the real executable once (exit status, output), the other
+cases through the same :func:`fxprune.cli.main` in-process (each subprocess costs ~4 s of imports)."""
 from __future__ import annotations
 
 import subprocess
 
 import pytest
 
-from cli_checks import main_error
+from cli_checks import in_process, main_error
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -19,7 +20,7 @@ def test_analyze_prints_group_table():
 
 
 def test_analyze_cross_checks_the_counts_with_torch_pruning():
-    result = run("analyze", "edsr", "--blocks", "2", "--channels", "8", "--input-size", "16", "16", "--cross-check")
+    result = in_process("analyze", "edsr", "--blocks", "2", "--channels", "8", "--input-size", "16", "16", "--cross-check")
     assert result.returncode == 0, result.stderr
     line = next(l for l in result.stdout.splitlines() if l.startswith("cross-check: "))
     assert "torch-pruning" in line and "conv/linear products of 8 modules agree" in line
@@ -37,7 +38,9 @@ def test_bad_kwargs_json_is_reported(capsys):
 def test_help(capsys):
     from fxprune.cli import main
 
-    assert run("--help").returncode == 0  # the executable
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0 and "compress" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
         main(["analyze", "--help"])
     assert exit_info.value.code == 0 and "--strict" in capsys.readouterr().out
@@ -55,11 +58,14 @@ def _expect_one_line(argv: list[str], code: int, stderr: str, text: str) -> None
     (["compress", "edsr", "--ratio", "1.5", "-o", "out"], "--ratio must be a fraction in (0, 1), got 1.5"),
     (["compress", "edsr", "--spec", "empty.yaml", "-o", "out"], "the spec file empty.yaml is empty"),
 ])
-def test_bad_values_exit_2_with_one_line_repeating_them(argv, text, tmp_path):
-    """The real executable (one interpreter start-up per case, so only a few cases)."""
+def test_bad_values_exit_2_with_one_line_repeating_them(argv, text, tmp_path, monkeypatch, capsys):
+    """The same main() as the executable, in the folder the relative paths name."""
+    from fxprune.cli import main
+
     (tmp_path / "empty.yaml").write_text("# to do\n")
-    result = subprocess.run(["fxprune", *argv], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    _expect_one_line(argv, result.returncode, result.stderr, text)
+    monkeypatch.chdir(tmp_path)
+    code = main(argv)
+    _expect_one_line(argv, code, capsys.readouterr().err, text)
     assert not (tmp_path / "out").exists()
 
 
