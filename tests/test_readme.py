@@ -1,12 +1,19 @@
 """Every command and code block in the README runs."""
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shlex
 import subprocess
+import sys
+import warnings
 from pathlib import Path
+from typing import Iterator
 
 import pytest
+
+from cli_checks import in_process
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
@@ -67,13 +74,55 @@ def workdir(tmp_path_factory):
     return folder
 
 
+# The README line run by the real ``fxprune`` executable (the user's own class, found through the folder
+# the command runs in); the others run the same ``fxprune.cli.main`` in this process (a subprocess costs
+# ~4 s of imports, and each would build the ONNX exporter's tables again). The executable's exit
+# statuses, signals and terminal output are the subject of test_cli*.py.
+REAL_EXECUTABLE = "fxprune analyze mypkg.nets:MyNet"
+
+
+@contextlib.contextmanager
+def _as_a_process_would(folder: Path, monkeypatch) -> Iterator[None]:
+    """Run ``main`` as the subprocess did (cwd ``folder``, ``folder`` on the path as PYTHONPATH put it)
+    and restore what a command changes for the rest of the process (``cli_checks.in_process`` restores
+    torch's threads and random state): numpy's and Python's random states, warning filters, the
+    user's modules imported from ``folder``; the SIGINT/SIGTERM handlers must be back as they were."""
+    import random
+    import signal
+
+    import numpy as np
+
+    monkeypatch.chdir(folder)
+    monkeypatch.syspath_prepend(str(folder))
+    states = np.random.get_state(), random.getstate()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with warnings.catch_warnings():
+            yield
+    finally:
+        np.random.set_state(states[0])
+        random.setstate(states[1])
+        for name in [m for m in sys.modules if m == "mypkg" or m.startswith("mypkg.")]:
+            del sys.modules[name]
+    for number, handler in handlers.items():
+        assert signal.getsignal(number) is handler, f"the command left signal {number}'s handler changed"
+
+
 @pytest.mark.parametrize("command", _cli_lines())
-def test_cli_line_runs(command, workdir):
-    result = subprocess.run(shlex.split(command), capture_output=True, text=True, cwd=workdir, timeout=600,
-                            env={**__import__("os").environ, "PYTHONPATH": str(workdir)})
+def test_cli_line_runs(command, workdir, monkeypatch):
+    if command.startswith(REAL_EXECUTABLE):
+        result = subprocess.run(shlex.split(command), capture_output=True, text=True, cwd=workdir, timeout=600,
+                                env={**os.environ, "PYTHONPATH": str(workdir)})
+    else:
+        with _as_a_process_would(workdir, monkeypatch):
+            result = in_process(*shlex.split(command)[1:])
     assert result.returncode == 0, result.stderr
     if command.startswith("fxprune analyze"):
         assert "groups:" in result.stdout
+
+
+def test_one_readme_line_runs_the_real_executable():
+    assert sum(line.startswith(REAL_EXECUTABLE) for line in _cli_lines()) == 1
 
 
 def test_every_cli_command_appears_in_the_readme_and_the_demo_is_tested():
