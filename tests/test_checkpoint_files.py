@@ -13,6 +13,7 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
+from cli_checks import in_process
 from spandrel_nets import ARCHITECTURES, STUBS, build, save
 
 import fxprune
@@ -117,6 +118,7 @@ def test_save_safetensors_writes_the_state_dict_and_the_pruned_widths(tmp_path: 
 
 
 def _cli(*args: str, stubs: bool = True, cwd: Path) -> subprocess.CompletedProcess:
+    """The real executable (``python -m fxprune``) in ``cwd``: for what only a fresh process shows."""
     env = dict(os.environ)
     if stubs:
         env["PYTHONPATH"] = os.pathsep.join([str(STUBS), env.get("PYTHONPATH", "")])
@@ -131,11 +133,13 @@ SLOW = pytest.mark.skipif(not os.environ.get("FXPRUNE_SLOW_TESTS"), reason="set 
 
 
 @pytest.mark.parametrize("arch", ["Compact", *(pytest.param(a, marks=SLOW) for a in ("SPAN", "ESRGAN", "PLKSR", "SwinIR"))])
-def test_compress_cli_takes_a_checkpoint_file(tmp_path: Path, arch: str) -> None:
+def test_compress_cli_takes_a_checkpoint_file(tmp_path: Path, arch: str, monkeypatch) -> None:
+    """Through the same fxprune.cli.main as the executable (the stubs are on sys.path here)."""
     net = build(arch)
     file = save(net, tmp_path / f"net{SUFFIX[arch]}")
-    done = _cli("compress", str(file), "--method", "l1", "--ratio", "0.5", "--round-to", "4", "--input-size", "16", "16",
-                "-o", "out", "-q", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    done = in_process("compress", str(file), "--method", "l1", "--ratio", "0.5", "--round-to", "4", "--input-size",
+                      "16", "16", "-o", "out", "-q")
     assert done.returncode == 0, done.stderr[-2000:]
     out = tmp_path / "out"
     source = read_metadata(out / "model.pt2")["record"]["source"]
@@ -154,9 +158,12 @@ def test_compress_cli_takes_a_checkpoint_file(tmp_path: Path, arch: str) -> None
     assert small(x).shape == (1, 3, 32, 32)
 
 
-def test_cli_checkpoint_errors(tmp_path: Path) -> None:
+def test_cli_checkpoint_errors(tmp_path: Path, monkeypatch) -> None:
+    """Zoo options on a checkpoint through the same main() in-process; spandrel failing to import in a
+    fresh process of the real executable (no stubs on its path)."""
     save(build("Compact"), tmp_path / "c.pth")
-    done = _cli("analyze", "c.pth", "--blocks", "2", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    done = in_process("analyze", "c.pth", "--blocks", "2")
     assert done.returncode == 2 and "do not apply to the checkpoint file 'c.pth'" in done.stderr
     done = _cli("analyze", "c.pth", cwd=tmp_path, stubs=False)  # spandrel's import of torchvision fails here
     assert done.returncode == 2
@@ -164,12 +171,13 @@ def test_cli_checkpoint_errors(tmp_path: Path) -> None:
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-def test_export_cli_takes_a_checkpoint_file(tmp_path: Path) -> None:
+def test_export_cli_takes_a_checkpoint_file(tmp_path: Path, monkeypatch) -> None:
     import onnx
     import onnxruntime as ort
 
     save(build("Compact"), tmp_path / "c.pth")
-    done = _cli("export", "c.pth", "--half", "--static", "--opset", "18", "-o", "c.onnx", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    done = in_process("export", "c.pth", "--half", "--static", "--opset", "18", "-o", "c.onnx")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "static height/width, float16 (I/O float16)" in done.stdout
     session = ort.InferenceSession(str(tmp_path / "c.onnx"), providers=["CPUExecutionProvider"])
