@@ -1,4 +1,6 @@
-"""``fxprune route`` and ``fxprune infer --beta``, run for real in subprocesses on small real photos."""
+"""``fxprune route`` and ``fxprune infer --beta`` on small real photos: stopped by real signals and
+resumed in subprocesses of the real executable, ``infer --beta`` on it too; the complete runs whose
+output (not process) the tests check go through the same ``fxprune.cli.main`` in-process."""
 from __future__ import annotations
 
 import math
@@ -18,7 +20,7 @@ from fxprune.data import demo_images
 from fxprune.images import read_image, write_image
 from fxprune.runtime import RoutedSession
 
-from cli_checks import main_error, one_line_error, run
+from cli_checks import in_process, main_error, one_line_error, run
 
 
 def small_photos(folder, seed: int) -> str:
@@ -45,7 +47,7 @@ def routed_dir(tmp_path_factory):
                       "data": small_photos(root / "train", 0), "val_data": small_photos(root / "val", 1)},
     }
     (root / "variants.yaml").write_text(yaml.safe_dump(spec))
-    result = run("route", *MODEL, "--spec", str(root / "variants.yaml"), "-o", str(root / "out"), "--quiet")
+    result = in_process("route", *MODEL, "--spec", str(root / "variants.yaml"), "-o", str(root / "out"), "--quiet")
     assert result.returncode == 0, result.stdout + result.stderr
     return root
 
@@ -83,7 +85,7 @@ def test_route_resumes_after_signals_and_equals_an_uninterrupted_run(routed_dir,
     assert second.returncode == 143, second.stdout + second.stderr
     assert "resuming from" in second.stdout and "stopped by SIGTERM while training the estimator" in second.stderr
     assert "Traceback" not in second.stderr
-    third = run(*resume)
+    third = in_process(*resume)  # the rest of the run (no signal): the same main() in-process
     assert third.returncode == 0, third.stdout + third.stderr
     assert "estimator step" in third.stdout and not (out / "checkpoint").exists()
     image = read_image(routed_dir / "val" / "1.png")[:50, :61]
@@ -148,8 +150,8 @@ def test_infer_with_beta_prints_routes_and_macs(routed_dir, tmp_path, capsys):
 
 def test_beta_errors(routed_dir, tmp_path, capsys):
     write_image(tmp_path / "in.png", np.zeros((20, 20, 3), np.uint8))
-    one_line_error(run("infer", str(routed_dir / "out" / "routed.onnx"), str(tmp_path / "in.png"),
-                       str(tmp_path / "o.png")), "infer", "pass --beta")
+    main_error(["infer", str(routed_dir / "out" / "routed.onnx"), str(tmp_path / "in.png"), str(tmp_path / "o.png")],
+               capsys, "pass --beta")
     plain = fxprune.export_onnx(torch.nn.Conv2d(3, 3, 3, padding=1), tmp_path / "plain.onnx",
                                 torch.rand(1, 3, 8, 8), check=False).path
     main_error(["infer", str(plain), str(tmp_path / "in.png"), str(tmp_path / "o.png"), "--beta", "1"], capsys,
