@@ -8,6 +8,7 @@ import torch
 from torch.export import Dim
 
 from fxprune.models import EDSR, ZOO, build, names
+from fxprune.trace import without_fake_tensor_cache
 from helpers import zoo_names
 
 SR_SCALES = {"edsr": 2, "rcan": 2, "srresnet": 4, "carn": 2, "imdn": 2, "espcn": 3, "fsrcnn": 2,
@@ -47,14 +48,18 @@ def test_export_dynamic_hw_matches_eager(name):
     torch.manual_seed(0)
     model = build(name).eval()
     x = torch.randn(1, 3, *_size(name))
-    ep = torch.export.export(copy.deepcopy(model).eval(), (x,), strict=False,
-                             dynamic_shapes=({2: Dim.AUTO, 3: Dim.AUTO},))
+    # torch's fake-tensor dispatch cache off, as fxprune's own torch.export call has it (an entry
+    # costs more than the op it caches with symbolic sizes): restormer_unet 21 s -> 8 s, same program
+    with without_fake_tensor_cache():
+        ep = torch.export.export(copy.deepcopy(model).eval(), (x,), strict=False,
+                                 dynamic_shapes=({2: Dim.AUTO, 3: Dim.AUTO},))
+    exported = ep.module()
     # One size of the other padding kind than the export example (12 and 28 are multiples of 4).
     for h, w in [(12, 28), (13, 9)]:
         x2 = torch.randn(1, 3, h, w)
         with torch.no_grad():
             expected = model(x2)
-            got = ep.module()(x2)
+            got = exported(x2)
         assert got.shape == _expected(name, h, w)
         torch.testing.assert_close(got, expected)
 
