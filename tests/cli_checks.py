@@ -17,17 +17,19 @@ def in_process(*args: str, threads: int | None = None) -> subprocess.CompletedPr
     """``fxprune ARGS`` through the same :func:`fxprune.cli.main` in this process, returned as :func:`run`
     returns the executable's (exit status, stdout, stderr; usable in module fixtures, where capsys is
     not). ``threads``: torch's intra-op threads for the run (as OMP_NUM_THREADS sets them for the
-    executable); the caller's thread count and torch's global random state are restored afterwards
-    (the command seeds it)."""
+    executable); the caller's thread count and the global random states are restored afterwards
+    (the command seeds torch's; a resumed training run sets numpy's and Python's from its checkpoint)."""
     import contextlib
     import io
+    import random
 
+    import numpy as np
     import torch
 
     from fxprune.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    before = torch.get_num_threads()
+    before, states = torch.get_num_threads(), (np.random.get_state(), random.getstate())
     try:
         if threads is not None:
             torch.set_num_threads(threads)
@@ -35,6 +37,8 @@ def in_process(*args: str, threads: int | None = None) -> subprocess.CompletedPr
             code = main(list(args))
     finally:
         torch.set_num_threads(before)
+        np.random.set_state(states[0])
+        random.setstate(states[1])
     return subprocess.CompletedProcess(["fxprune", *args], code, out.getvalue(), err.getvalue())
 
 

@@ -1,4 +1,8 @@
-"""Crash-safe training: atomic checkpoints, SIGKILL/SIGTERM mid-regularization, exact resume."""
+"""Crash-safe training: atomic checkpoints, SIGKILL/SIGTERM mid-regularization, exact resume.
+
+The runs that are killed are real processes (tests/crash_worker.py); the uninterrupted reference and
+the resumed runs are the same run in the test's process (crash_worker.run), which reads the killed
+process's checkpoint as a new process would."""
 from __future__ import annotations
 
 import random
@@ -13,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+import crash_worker
 import fxprune
 from fxprune.checkpoint import read_checkpoint, write_checkpoint
 from fxprune.models import build
@@ -30,10 +35,6 @@ def data(tmp_path_factory) -> Path:
     return folder
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(WORKER), *args], capture_output=True, text=True, timeout=300)
-
-
 def _start(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(WORKER), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -49,8 +50,7 @@ def _wait_for_checkpoint(folder: Path, process: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def uninterrupted(data, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("straight") / "model.pt"
-    done = _run(str(data), str(out))
-    assert done.returncode == 0, done.stderr
+    assert crash_worker.run(str(data), str(out)) == 0
     return torch.load(out)
 
 
@@ -77,8 +77,7 @@ def test_a_killed_run_resumes_to_the_same_model(how, data, uninterrupted, tmp_pa
     step = read_checkpoint(folder)["step"]
     assert 0 < step < PRUNE_AT, "the kill must land in the regularization phase"
     out = tmp_path / "resumed.pt"
-    done = _run(str(data), str(out), "--resume", str(folder))
-    assert done.returncode == 0, done.stderr
+    assert crash_worker.run(str(data), str(out), resume=str(folder)) == 0
     _assert_same(torch.load(out), uninterrupted)
 
 
