@@ -1,6 +1,12 @@
 """Ctrl-C / SIGTERM on real `fxprune compress` and `fxprune demo` processes: no flag needed, the
 training state is saved in the output folder, the exit status is 130/143 with one line and no
-traceback, and the printed command continues the run to the result of an uninterrupted one."""
+traceback, and the printed command continues the run to the result of an uninterrupted one.
+
+The processes that get the signals are real, and so is the first printed command (run again and
+stopped again); the uninterrupted references and the last printed command, run to the end, go
+through the same :func:`fxprune.cli.main` in-process on one torch thread, as the executables get
+it through OMP_NUM_THREADS (a fresh process would pay ~4 s of imports and ~6 s of exporter and
+plotting imports)."""
 from __future__ import annotations
 
 import os
@@ -19,6 +25,8 @@ from test_crash_safe import data  # noqa: F401 - the fixture: a folder of one tr
 
 import fxprune
 from fxprune.checkpoint import read_checkpoint
+
+from cli_checks import in_process
 
 TIMEOUT = 420
 # one thread: on busy shared cores torch's spinning worker threads make a tiny step 100x slower
@@ -116,7 +124,7 @@ def assert_same_result(folder: Path, reference: Path) -> None:
 def test_compress_stopped_twice_by_signals_resumes_to_the_uninterrupted_result(data, tmp_path):
     flags = [*COMPRESS, "--data", str(data)]
     reference = tmp_path / "reference"
-    done = subprocess.run(["fxprune", *flags, "-o", str(reference)], capture_output=True, text=True, timeout=TIMEOUT, env=ENV)
+    done = in_process(*flags, "-o", str(reference), threads=1)
     assert done.returncode == 0, done.stderr
 
     out = tmp_path / "out"
@@ -129,7 +137,7 @@ def test_compress_stopped_twice_by_signals_resumes_to_the_uninterrupted_result(d
     second, again = stopped(*run.finish()[::2], signal.SIGINT, out, "compress")
     assert 0 < first < second < 150
 
-    finished = subprocess.run(again, capture_output=True, text=True, timeout=TIMEOUT, env=ENV)
+    finished = in_process(*again[1:], threads=1)  # `stopped` checked that again[0] is the executable
     assert finished.returncode == 0, finished.stderr
     assert_same_result(out, reference)
 
@@ -137,7 +145,7 @@ def test_compress_stopped_twice_by_signals_resumes_to_the_uninterrupted_result(d
 @pytest.fixture(scope="module")
 def demo_reference(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "reference"
-    done = subprocess.run(["fxprune", *DEMO, "-q", "-o", str(out)], capture_output=True, text=True, timeout=TIMEOUT, env=ENV)
+    done = in_process(*DEMO, "-q", "-o", str(out), threads=1)
     assert done.returncode == 0, done.stderr
     assert "coupled" in done.stdout and "| MACs (128×128 input) |" in done.stdout and "Y-PSNR" in done.stdout
     return out
@@ -155,7 +163,7 @@ def test_demo_stopped_by_ctrl_c_resumes_to_the_uninterrupted_result(demo_referen
     run.signal_when(bar_past("assl", 0), signal.SIGINT)
     step, again = stopped(*run.finish()[::2], signal.SIGINT, out, "demo")
     assert 0 < step < 100
-    finished = subprocess.run(again, capture_output=True, text=True, timeout=TIMEOUT, env=ENV)
+    finished = in_process(*again[1:], threads=1)
     assert finished.returncode == 0, finished.stderr
     assert_same_result(out, demo_reference)
 
