@@ -117,9 +117,10 @@ def _stack(node: fx.Node) -> list[tuple[str, str, str]]:
 def _layer_modules(gm: fx.GraphModule, types: Mapping[str, str]) -> set[str]:
     """Module paths drawn as one node: leaf modules that own parameters or are layer-like."""
     paths = [p for p in types if p]
-    inner = {p.rsplit(".", 1)[0] for p in paths if "." in p}
+    # every proper prefix of a path at a dot: the modules with a (recorded) module below them
+    ancestors = {q[:i] for q in paths for i, c in enumerate(q) if c == "."}
     owners = {str(n.target).rsplit(".", 1)[0] for n in gm.graph.nodes if n.op == "get_attr" and "." in str(n.target)}
-    leaves = {p for p in paths if p not in inner and not any(q.startswith(p + ".") for q in paths)}
+    leaves = {p for p in paths if p not in ancestors}
     return {p for p in leaves
             if not types[p].startswith(_HOOK_TYPES) and (p in owners or _LAYER_CLASSES.search(types[p]))}
 

@@ -64,7 +64,8 @@ def test_converted_model_equals_the_finetuned_masked_model(name):
     _train(pruner, x, pruner.schedule.total)
     assert pruner.done and pruner.masked
     small = fxprune.convert(pruner)
-    assert fxprune.count_macs(small, (x[:1],)) < fxprune.count_macs(model, (x[:1],))
+    # counted at the example prepare captured: the dense count reuses that capture (at x[:1] it captured again)
+    assert fxprune.count_macs(small, (x,)) < fxprune.count_macs(model, (x,))
     for shape in [(1, 3, 16, 16), (1, 3, 20, 12)]:
         probe = torch.randn(shape)
         with torch.no_grad():

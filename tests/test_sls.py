@@ -310,11 +310,10 @@ def test_overrides_and_model_errors():
 
 
 def test_two_ddp_ranks_learn_identical_n(tmp_path):
-    import torch.multiprocessing as mp
-
     import ddp_worker_sls
+    from test_ddp import start_ranks  # real processes, forked from a server that imported fxprune once
 
-    mp.spawn(ddp_worker_sls.run, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    start_ranks(ddp_worker_sls.run, (2, str(tmp_path / "init"), str(tmp_path)))
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
     assert ranks[0]["frozen"] == ranks[1]["frozen"] and ranks[0]["frozen_at"] == ranks[1]["frozen_at"]
     assert min(ranks[0]["frozen"].values()) < 8
