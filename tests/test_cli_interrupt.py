@@ -82,6 +82,13 @@ def bar_past(description: str, step: int):
     return ready
 
 
+def bar_start(err: str, description: str) -> int:
+    """The step the progress bar ``description`` showed first: where a resumed run took up training."""
+    found = re.search(rf"{description}:\s+\d+%\|[^|]*\|\s*(\d+)/\d+", err)
+    assert found, err
+    return int(found[1])
+
+
 def stopped(code: int, err: str, how: signal.Signals, out: Path, command: str) -> tuple[int, list[str]]:
     """Check an interrupted training run's exit; return its step and the command it prints."""
     assert code == 128 + how, err
@@ -134,11 +141,14 @@ def test_compress_stopped_twice_by_signals_resumes_to_the_uninterrupted_result(d
 
     run = Run(again)  # the printed command, as a user would paste it
     run.signal_when(bar_past("assl", first), signal.SIGINT)
-    second, again = stopped(*run.finish()[::2], signal.SIGINT, out, "compress")
+    code, _, err = run.finish()
+    assert bar_start(err, "assl") == first  # continued from the checkpoint, not from step 0
+    second, again = stopped(code, err, signal.SIGINT, out, "compress")
     assert 0 < first < second < 150
 
     finished = in_process(*again[1:], threads=1)  # `stopped` checked that again[0] is the executable
     assert finished.returncode == 0, finished.stderr
+    assert bar_start(finished.stderr, "assl") == second
     assert_same_result(out, reference)
 
 
@@ -165,6 +175,7 @@ def test_demo_stopped_by_ctrl_c_resumes_to_the_uninterrupted_result(demo_referen
     assert 0 < step < 100
     finished = in_process(*again[1:], threads=1)
     assert finished.returncode == 0, finished.stderr
+    assert bar_start(finished.stderr, "assl") == step
     assert_same_result(out, demo_reference)
 
 
