@@ -19,6 +19,20 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 X = torch.randn(1, 3, 16, 16)
 L1 = fxprune.Spec(method="l1", ratio=0.5, round_to=1)
+# Smaller configurations of the zoo models (the default's module and ATen op kinds, fewer repeats;
+# as in test_export_onnx.EXPORT_CONFIG): the chain checks the mechanics of a second stage on a
+# compressed model, which the op kinds decide, not the depth. Models without a depth option, or
+# already tiny, are built as they are.
+SMALL = {
+    "edsr": {"blocks": 1},
+    "rcan": {"groups": 1, "blocks": 1},
+    "srresnet": {"blocks": 1},
+    "carn": {"blocks": 2, "units": 2},
+    "nafnet": {"enc_blocks": (1,), "dec_blocks": (1,)},
+    "unet": {"depth": 1},
+    "swinir": {"depth": 1},
+    "restormer": {"blocks": 1},
+}
 
 
 def real_shapes(gm: fx.GraphModule, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
@@ -98,7 +112,7 @@ def test_compress_analyze_compress_assl_chain(name):
     """compress → analyze sees the sliced counts → compress again → ASSL on the result → convert."""
     start = time.perf_counter()
     torch.manual_seed(0)
-    model = build(name).eval()
+    model = build(name, **SMALL.get(name, {})).eval()
     with torch.no_grad():
         want = model(X)
     first = fxprune.compress(model, L1, X)
@@ -136,7 +150,7 @@ def test_compress_analyze_compress_assl_chain(name):
 
 def test_exports_a_twice_compressed_model_to_onnx(tmp_path):
     torch.manual_seed(0)
-    model = build("nafnet").eval()
+    model = build("nafnet", **SMALL["nafnet"]).eval()
     small = fxprune.compress(fxprune.compress(model, L1, X), L1, X)
     report = fxprune.export_onnx(small, tmp_path / "small.onnx", (X,))
     assert report.max_abs_error < 1e-3
