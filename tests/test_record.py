@@ -15,6 +15,8 @@ from fxprune.models import build
 from fxprune.record import StageRecord, record_of
 from fxprune.report import ModelStats, write_report
 
+from cli_checks import in_process
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 DATA = Path(__file__).parent / "data"
@@ -170,13 +172,12 @@ def test_report_gives_each_stage_and_overall_fractions(staged, tmp_path):
 
 
 def test_cli_report_of_a_staged_run(tmp_path):
-    import subprocess
-
+    """Through the same fxprune.cli.main as the executable (the report and files are checked, not the process)."""
     spec = tmp_path / "stages.yaml"
     spec.write_text("stages:\n  - {method: l1, ratio: 0.5, round_to: 8}\n  - {method: nm, n: 2, m: 8}\n")
     out = tmp_path / "out"
-    result = subprocess.run(["fxprune", "compress", "edsr", "--blocks", "2", "--channels", "16", "--spec", str(spec),
-                             "-q", "-o", str(out), "--input-size", "24", "24"], capture_output=True, text=True, timeout=600)
+    result = in_process("compress", "edsr", "--blocks", "2", "--channels", "16", "--spec", str(spec), "-q", "-o", str(out),
+                        "--input-size", "24", "24")
     assert result.returncode == 0, result.stderr
     assert "| overall |" in result.stdout and "| 1 | `l1` | ratio 0.5, round_to 8 |" in result.stdout
     report = (out / "report.md").read_text()
