@@ -54,6 +54,7 @@ def _module_fixture_owner(item: pytest.Item) -> str | None:
 # between two tests of one model). test_capture_cache.py is left out: it clears the cache on purpose.
 ZOO_SHARED_CAPTURE = {
     ("test_assl.py", "test_gated_model_equals_original_on_every_zoo_model"),
+    ("test_budget.py", "test_mac_model_equals_slice_and_count_on_the_zoo"),
     ("test_compress.py", "test_compress_makes_every_zoo_model_smaller"),
     ("test_counting.py", "test_zoo_conv_linear_macs_match_torch_pruning"),
     ("test_fresh_shapes.py", "test_compress_analyze_compress_assl_chain"),

@@ -29,29 +29,14 @@ from fxprune.models import build
 from fxprune.onnx import ExportReport, OnnxExportError, check_onnx_parity, export_onnx
 from fxprune.passes.slice_channels import slice_channels
 
-from helpers import random_keep, zoo_names
+from helpers import SMALL_ZOO_CONFIG, random_keep, zoo_names
 
 EXAMPLE = (1, 3, 16, 16)
 FRESH = (1, 3, 12, 28)  # the test's own rerun: neither the example size nor one the export checked
 KINDS = ("dense", "sliced")
 # Zoo exports that are known not to work, as {(name, kind): reason}; each becomes xfail(strict=True).
 KNOWN_FAILURES: dict[tuple[str, str], str] = {}
-# The zoo models as exported here: the default's module kinds and ATen op kinds (after the ONNX
-# decompositions; compared when this was written), with fewer repeats. restormer_unet has no depth
-# option and is exported as it is.
-EXPORT_CONFIG: dict[str, dict] = {
-    "edsr": {"blocks": 1},
-    "rcan": {"groups": 1, "blocks": 1},
-    "srresnet": {"blocks": 1},
-    "carn": {"blocks": 2, "units": 2},
-    "nafnet": {"enc_blocks": (1,), "dec_blocks": (1,)},
-    "fsrcnn": {"m": 1},
-    "dncnn": {"depth": 3},
-    "vdsr": {"depth": 3},
-    "unet": {"depth": 1},
-    "swinir": {"depth": 1},
-    "restormer": {"blocks": 1},
-}
+EXPORT_CONFIG = SMALL_ZOO_CONFIG  # the zoo models as exported here (tests/helpers.py)
 
 
 def _zoo_params() -> list:

@@ -13,26 +13,15 @@ from fxprune.models import build
 from fxprune.record import record_of
 from fxprune.shapes import STALE
 
-from helpers import params_of, zoo_names
+from helpers import SMALL_ZOO_CONFIG, params_of, zoo_names
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 X = torch.randn(1, 3, 16, 16)
 L1 = fxprune.Spec(method="l1", ratio=0.5, round_to=1)
-# Smaller configurations of the zoo models (the default's module and ATen op kinds, fewer repeats;
-# as in test_export_onnx.EXPORT_CONFIG): the chain checks the mechanics of a second stage on a
-# compressed model, which the op kinds decide, not the depth. Models without a depth option, or
-# already tiny, are built as they are.
-SMALL = {
-    "edsr": {"blocks": 1},
-    "rcan": {"groups": 1, "blocks": 1},
-    "srresnet": {"blocks": 1},
-    "carn": {"blocks": 2, "units": 2},
-    "nafnet": {"enc_blocks": (1,), "dec_blocks": (1,)},
-    "unet": {"depth": 1},
-    "swinir": {"depth": 1},
-    "restormer": {"blocks": 1},
-}
+# The chain checks the mechanics of a second stage on a compressed model, which the op kinds decide,
+# not the depth: the smaller zoo configurations (tests/helpers.py).
+SMALL = SMALL_ZOO_CONFIG
 
 
 def real_shapes(gm: fx.GraphModule, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
