@@ -126,7 +126,7 @@ def capture_size_blind(model: nn.Module, inputs: tuple[Any, ...], dynamic_hw: bo
 
     forward._orig_mod = model  # type: ignore[attr-defined]  # make_fx records nn_module_stack under this root
     try:
-        with _SizeWatch(), torch.backends.cudnn.flags(enabled=False), _no_stack_traces():  # export records cudnn off
+        with _SizeWatch(), torch.backends.cudnn.flags(enabled=False), without_stack_traces():  # export records cudnn off
             traced = make_fx(forward, tracing_mode="fake", pre_dispatch=True, record_module_stack=True,
                              _disable_torch_fn_metadata_mode=True)(*state.values(), *flat_inputs)
     except _ReadsSize as read:
@@ -137,8 +137,9 @@ def capture_size_blind(model: nn.Module, inputs: tuple[Any, ...], dynamic_hw: bo
 
 
 @contextlib.contextmanager
-def _no_stack_traces() -> Iterator[None]:
-    """make_fx's module-stack tracer records a Python stack trace per node; nothing here reads it."""
+def without_stack_traces() -> Iterator[None]:
+    """make_fx's module-stack tracer (capture, and the ONNX exporter's decompositions) records a Python stack
+    trace per node; nothing fxprune writes or reads uses it."""
     before = torch.fx.config.do_not_emit_stack_traces
     torch.fx.config.do_not_emit_stack_traces = True
     try:
