@@ -21,24 +21,13 @@ def in_process(*args: str, threads: int | None = None) -> subprocess.CompletedPr
     (the command seeds torch's; a resumed training run sets numpy's and Python's from its checkpoint)."""
     import contextlib
     import io
-    import random
-
-    import numpy as np
-    import torch
 
     from fxprune.cli import main
+    from helpers import own_threads_and_random_states
 
     out, err = io.StringIO(), io.StringIO()
-    before, states = torch.get_num_threads(), (np.random.get_state(), random.getstate())
-    try:
-        if threads is not None:
-            torch.set_num_threads(threads)
-        with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(list(args))
-    finally:
-        torch.set_num_threads(before)
-        np.random.set_state(states[0])
-        random.setstate(states[1])
+    with own_threads_and_random_states(threads), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
     return subprocess.CompletedProcess(["fxprune", *args], code, out.getvalue(), err.getvalue())
 
 

@@ -10,15 +10,14 @@ reference, the resumed runs).
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 
-import numpy as np
 import torch
 
 import fxprune
 from fxprune.checkpoint import TrainingInterrupted
 from fxprune.models import build
+from helpers import own_threads_and_random_states
 
 STEPS = 150
 
@@ -26,15 +25,8 @@ STEPS = 150
 def run(data: str, out: str, checkpoint: str | None = None, resume: str | None = None) -> int:
     """The run on one torch thread; the caller's thread count and global random states (torch's, and
     numpy's and Python's, which a resume sets from the checkpoint) are restored."""
-    threads, states = torch.get_num_threads(), (np.random.get_state(), random.getstate())
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            return _run(data, out, checkpoint, resume)
-    finally:
-        torch.set_num_threads(threads)
-        np.random.set_state(states[0])
-        random.setstate(states[1])
+    with own_threads_and_random_states(threads=1):
+        return _run(data, out, checkpoint, resume)
 
 
 def _run(data: str, out: str, checkpoint: str | None, resume: str | None) -> int:

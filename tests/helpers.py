@@ -1,6 +1,10 @@
 """Shared helpers for tests: random keep-sets and parameter perturbation."""
 from __future__ import annotations
 
+import contextlib
+import random
+from typing import Iterator
+
 import numpy as np
 import torch
 import torch.fx as fx
@@ -11,6 +15,24 @@ import fxprune
 from fxprune.graph import ChannelGraph
 from fxprune.masking import masked_model
 from fxprune.passes.slice_channels import slice_channels
+
+
+@contextlib.contextmanager
+def own_threads_and_random_states(threads: int | None = None) -> Iterator[None]:
+    """Run a whole command or training run in the test's process as its own process would: on
+    ``threads`` torch threads (None: as they are), and afterwards the caller's thread count and the
+    global random states as they were (a command seeds torch's; a resumed training run sets numpy's
+    and Python's from its checkpoint)."""
+    before, states = torch.get_num_threads(), (np.random.get_state(), random.getstate())
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        torch.set_num_threads(before)
+        np.random.set_state(states[0])
+        random.setstate(states[1])
 
 
 def random_keep(graph: ChannelGraph, rng: np.random.Generator, drop_probability: float = 0.5) -> dict[int, np.ndarray]:

@@ -84,24 +84,18 @@ REAL_EXECUTABLE = "fxprune analyze mypkg.nets:MyNet"
 @contextlib.contextmanager
 def _as_a_process_would(folder: Path, monkeypatch) -> Iterator[None]:
     """Run ``main`` as the subprocess did (cwd ``folder``, ``folder`` on the path as PYTHONPATH put it)
-    and restore what a command changes for the rest of the process (``cli_checks.in_process`` restores
-    torch's threads and random state): numpy's and Python's random states, warning filters, the
-    user's modules imported from ``folder``; the SIGINT/SIGTERM handlers must be back as they were."""
-    import random
+    and restore what a command changes for the rest of the process beyond what ``cli_checks.in_process``
+    restores (threads, random states): warning filters, the user's modules imported from ``folder``;
+    the SIGINT/SIGTERM handlers must be back as they were."""
     import signal
-
-    import numpy as np
 
     monkeypatch.chdir(folder)
     monkeypatch.syspath_prepend(str(folder))
-    states = np.random.get_state(), random.getstate()
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with warnings.catch_warnings():
             yield
     finally:
-        np.random.set_state(states[0])
-        random.setstate(states[1])
         for name in [m for m in sys.modules if m == "mypkg" or m.startswith("mypkg.")]:
             del sys.modules[name]
     for number, handler in handlers.items():
