@@ -143,8 +143,9 @@ SLOW_EXPORT_MODELS = frozenset({"swinir_windows", "uformer"})
 
 # The zoo models with fewer repeats: the default's module kinds and ATen op kinds (after the ONNX
 # decompositions; compared when this was written, and the module kinds again by test_export_onnx),
-# for tests whose checks the op kinds decide, not the depth. A model without a depth option
-# (restormer_unet) or already tiny is built as it is.
+# for tests whose checks the op kinds decide, not the depth. A model already tiny is built as it is.
+# restormer_unet keeps only level 1's transformer blocks (its encoder's and decoder's): its ONNX file has the
+# default's 22 op types (compared when this was written); its export takes 14 s instead of 38.
 SMALL_ZOO_CONFIG: dict[str, dict] = {
     "edsr": {"blocks": 1},
     "rcan": {"groups": 1, "blocks": 1},
@@ -157,6 +158,7 @@ SMALL_ZOO_CONFIG: dict[str, dict] = {
     "unet": {"depth": 1},
     "swinir": {"depth": 1},
     "restormer": {"blocks": 1},
+    "restormer_unet": {"blocks": (1, 0, 0), "refinement": 0},
 }
 
 

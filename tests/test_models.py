@@ -9,7 +9,7 @@ from torch.export import Dim
 
 from fxprune.models import EDSR, ZOO, build, names
 from fxprune.trace import without_fake_tensor_cache
-from helpers import zoo_names
+from helpers import SMALL_ZOO_CONFIG, zoo_names
 
 SR_SCALES = {"edsr": 2, "rcan": 2, "srresnet": 4, "carn": 2, "imdn": 2, "espcn": 3, "fsrcnn": 2,
              "swinir": 2, "swinir_windows": 2}
@@ -46,7 +46,7 @@ def test_forward_shape(name):
 @pytest.mark.parametrize("name", zoo_names())
 def test_export_dynamic_hw_matches_eager(name):
     torch.manual_seed(0)
-    model = build(name).eval()
+    model = build(name, **SMALL_ZOO_CONFIG.get(name, {})).eval()  # the smaller configurations: the same op kinds
     x = torch.randn(1, 3, *_size(name))
     # torch's fake-tensor dispatch cache off, as fxprune's own torch.export call has it (an entry
     # costs more than the op it caches with symbolic sizes): restormer_unet 21 s -> 8 s, same program
@@ -105,10 +105,21 @@ def test_edsr_rejects_bad_options(kwargs):
     ("srresnet", {"scale": 3}), ("nafnet", {"enc_blocks": (1, 1), "dec_blocks": (1,)}),
     ("dncnn", {"depth": 2}), ("imdn", {"distill_ratio": 0.0}),
     ("swinir", {"channels": 30, "heads": 4}), ("restormer", {"channels": 15, "heads": 2}),
+    ("restormer_unet", {"blocks": (1, 1)}), ("restormer_unet", {"blocks": (1, -1, 1)}),
+    ("restormer_unet", {"refinement": 1.5}),
 ])
 def test_invalid_options_raise_value_error(name, kwargs):
     with pytest.raises(ValueError):
         build(name, **kwargs)
+
+
+def test_restormer_unet_has_its_block_counts():
+    model = build("restormer_unet", blocks=(2, 0, 3), refinement=1)
+    counts = {name: len(getattr(model, name)) for name in
+              ("encoder1", "decoder1", "encoder2", "decoder2", "latent", "refine")}
+    assert counts == {"encoder1": 2, "decoder1": 2, "encoder2": 0, "decoder2": 0, "latent": 3, "refine": 1}
+    x = torch.randn(1, 3, 9, 11)
+    assert model(x).shape == x.shape
 
 
 def test_residual_models_are_identity_plus_correction():

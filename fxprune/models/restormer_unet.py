@@ -57,25 +57,36 @@ class RestormerUNet(nn.Module):
         channels: width C of the first level (Restormer: 48); must be even.
         heads: attention heads per level (each level's width must be divisible by them).
         ffn_expansion: GDFN hidden width / width.
+        blocks: transformer blocks at level 1 (encoder and decoder each), level 2 (each) and the
+            latent level, as Restormer's ``num_blocks`` (Restormer: 4, 6, 6 and 8 at a 4th level);
+            0 leaves a level's blocks out.
+        refinement: transformer blocks after the gate (Restormer's ``num_refinement_blocks``: 4).
     """
 
-    def __init__(self, channels: int = 8, heads: tuple[int, int, int] = (1, 2, 4), ffn_expansion: float = 2.0):
+    def __init__(self, channels: int = 8, heads: tuple[int, int, int] = (1, 2, 4), ffn_expansion: float = 2.0,
+                 blocks: tuple[int, int, int] = (1, 1, 1), refinement: int = 1):
         super().__init__()
+        if len(blocks) != 3 or any(int(n) != n or n < 0 for n in (*blocks, refinement)):
+            raise ValueError(f"blocks must be three counts >= 0 and refinement a count >= 0, got {blocks}, {refinement}")
         c = channels
+
+        def stage(width: int, level_heads: int, count: int) -> nn.Sequential:
+            return nn.Sequential(*[TransformerBlock(width, level_heads, ffn_expansion) for _ in range(count)])
+
         self.head = conv(3, c)
-        self.encoder1 = TransformerBlock(c, heads[0], ffn_expansion)
+        self.encoder1 = stage(c, heads[0], blocks[0])
         self.down1 = Downsample(c)
-        self.encoder2 = TransformerBlock(2 * c, heads[1], ffn_expansion)
+        self.encoder2 = stage(2 * c, heads[1], blocks[1])
         self.down2 = Downsample(2 * c)
-        self.latent = TransformerBlock(4 * c, heads[2], ffn_expansion)
+        self.latent = stage(4 * c, heads[2], blocks[2])
         self.up2 = Upsample(4 * c)
         self.reduce2 = conv(4 * c, 2 * c, 1)
-        self.decoder2 = TransformerBlock(2 * c, heads[1], ffn_expansion)
+        self.decoder2 = stage(2 * c, heads[1], blocks[1])
         self.up1 = Upsample(2 * c)
-        self.decoder1 = TransformerBlock(2 * c, heads[0], ffn_expansion)
+        self.decoder1 = stage(2 * c, heads[0], blocks[0])
         self.guide_up = nn.Sequential(conv(4 * c, 4 * c * 4 * 4 // 4, 1), nn.PixelShuffle(4))
         self.gate = Gate(2 * c, c)
-        self.refine = TransformerBlock(2 * c, heads[0], ffn_expansion)
+        self.refine = stage(2 * c, heads[0], refinement)
         self.tail = conv(2 * c, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
