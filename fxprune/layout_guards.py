@@ -28,7 +28,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import re
+import sys
 from typing import Any, Iterator
 
 import sympy
@@ -221,8 +223,9 @@ def generic_size_branches() -> Iterator[list[str]]:
     height, the 2nd and 4th above its width), and the branch is switched only where both take one
     side and the example the other. The switched branch leaves no guard: the graph computes the
     generic side at every size, so the caller checks it against the model at the example (the
-    special case). Only truth tests (``if``, ``and``/``or``, ``==`` of tuples) switch; ``int()`` of
-    a size and torch's own checks (``torch._check``) keep their guards.
+    special case). Only the model's own truth tests (``if``, ``and``/``or``, ``==`` of tuples)
+    switch; ``int()`` of a size and torch's own checks (``torch._check``, the shape checks of
+    ``view`` and the other ops, whose generic side is an error) keep their guards.
 
     >>> import torch
     >>> def pad_to_4(x):
@@ -244,7 +247,7 @@ def generic_size_branches() -> Iterator[list[str]]:
         return
 
     def generic_bool(node: SymNode) -> bool:
-        side = _generic_side(node)
+        side = None if _asked_by_torch() else _generic_side(node)
         if side is None:
             return original(node)
         switched.append(str(node.expr))
@@ -258,6 +261,23 @@ def generic_size_branches() -> Iterator[list[str]]:
         yield switched
     finally:
         SymNode.bool_ = original  # type: ignore[method-assign]
+
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+# the frames between a truth test and SymNode.bool_: SymBool.__bool__ and the sym-node plumbing
+_SYMBOLIC_PLUMBING = (os.path.join(_TORCH_DIR, "__init__.py"), os.path.join(_TORCH_DIR, "fx", "experimental"))
+
+
+def _asked_by_torch() -> bool:
+    """Whether the truth test being made is torch's own (its Python op implementations and checks).
+
+    A 2×2 window ``view`` at an even example size asks whether the size divides by the window;
+    its generic side (a prime size) is the error branch, and a graph captured on it computes
+    nothing the model computes (a window net was captured four times before this check)."""
+    frame = sys._getframe(2)  # the caller of generic_bool
+    while frame is not None and frame.f_code.co_filename.startswith(_SYMBOLIC_PLUMBING):
+        frame = frame.f_back
+    return frame is not None and frame.f_code.co_filename.startswith(_TORCH_DIR)
 
 
 _SPATIAL_SOURCE = re.compile(r"\.size\(\)\[([23])\]$")

@@ -16,7 +16,8 @@ from spandrel_nets import save
 
 import fxprune
 from fxprune.checkpoint_files import checkpoint_info, load_checkpoint
-from fxprune.layout_guards import padded_to_multiple
+from fxprune.layout_guards import generic_size_branches, padded_to_multiple
+from fxprune.models.windows import window_partition, window_reverse
 from fxprune.masking import masked_model
 from fxprune.record import keep_of
 
@@ -114,6 +115,25 @@ def test_a_branch_whose_sides_differ_keeps_the_examples_side() -> None:
     x = torch.rand(1, 3, 8, 8)
     graph = fxprune.trace(RealBranch(), x)
     torch.testing.assert_close(graph(x), x * 2, rtol=0, atol=0)
+
+
+class WindowViews(nn.Module):
+    """2×2 windows as SwinIR writes them: torch's ``view`` checks that the size divides by the window."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        windows = window_partition(x.permute(0, 2, 3, 1), 2) * 2
+        return window_reverse(windows, 2, h, w).permute(0, 3, 1, 2)
+
+
+def test_torchs_own_shape_checks_keep_the_examples_side() -> None:
+    """At a prime size the view's check fails: its generic side is the error branch, not a graph."""
+    shapes = ({2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO},)
+    with generic_size_branches() as switched:
+        program = torch.export.export(WindowViews(), (torch.rand(1, 3, 8, 8),), dynamic_shapes=shapes, strict=False)
+    assert switched == []
+    x = torch.rand(1, 3, 6, 10)
+    torch.testing.assert_close(program.module()(x), x * 2, rtol=0, atol=0)
 
 
 def test_the_captured_pad_amount_makes_the_padded_size_a_visible_multiple() -> None:
