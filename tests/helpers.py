@@ -151,7 +151,7 @@ SMALL_ZOO_CONFIG: dict[str, dict] = {
     "rcan": {"groups": 1, "blocks": 1},
     "srresnet": {"blocks": 1},
     "carn": {"blocks": 2, "units": 2},
-    "nafnet": {"enc_blocks": (1,), "dec_blocks": (1,)},
+    "nafnet": {"enc_blocks": (1,), "middle_blocks": 0, "dec_blocks": (0,)},
     "fsrcnn": {"m": 1},
     "dncnn": {"depth": 3},
     "vdsr": {"depth": 3},
