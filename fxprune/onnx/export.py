@@ -40,7 +40,7 @@ from torch import nn
 from ..errors import ParityError
 from ..fast_capture import without_stack_traces
 from ..trace import _quiet_torch_logs, export_program, without_fake_tensor_cache
-from .cia_ops import materialized_cia_ops_once
+from .decomposition_tables import reused_decomposition_tables
 from .torchlib_registry import reused_torchlib_registry
 from .common import OnnxExportError, as_tensors, clones, eval_mode, first_line, flatten, make_inputs, size_steps
 from .finish import finish_file
@@ -182,7 +182,7 @@ class _Attempt:
 def _dynamo_export(job: _Attempt) -> None:
     inputs = job.inputs
     # the fake-tensor cache: export_program's and the decompositions' fake modes
-    with _quiet(), without_fake_tensor_cache(), reused_torchlib_registry(), materialized_cia_ops_once(), \
+    with _quiet(), without_fake_tensor_cache(), reused_torchlib_registry(), reused_decomposition_tables(), \
             without_stack_traces():
         program = export_program(job.model, inputs, dynamic_hw=job.dynamic_hw, dynamic_batch=job.batch_dynamic,
                                  dim=torch.export.Dim.DYNAMIC)
