@@ -22,6 +22,7 @@ from torch.utils import _pytree as pytree
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
+from .baked_batch import refusing_baked_batch
 from .errors import CaptureError
 from .fast_capture import capture_size_blind
 from .graph_mode import enable_train_eval, fixed_batch
@@ -289,7 +290,8 @@ def _export_candidates(model: nn.Module, inputs: tuple[Any, ...], dynamic: bool)
     doubled = _batch_of_two(inputs) if dynamic else None
     if doubled is not None:
         try:
-            gm = _export_as_is(model, doubled, dynamic, True)
+            with refusing_baked_batch():  # a batch the forward makes a Python number stops this export early
+                gm = _export_as_is(model, doubled, dynamic, True)
             if _batch_is_symbolic(gm) and _runs_at_batches(gm, inputs, (None, 3)):
                 return gm, True
             logger.debug("graph captured at batch 2 does not run at batches 1 and 3; capturing at the caller's batch")

@@ -4,6 +4,7 @@ width for which the example is a special case (spandrel's ``if pad_h or pad_w``,
 in a form the symbolic algebra sees is a multiple."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -134,6 +135,18 @@ def test_torchs_own_shape_checks_keep_the_examples_side() -> None:
     assert switched == []
     x = torch.rand(1, 3, 6, 10)
     torch.testing.assert_close(program.module()(x), x * 2, rtol=0, atol=0)
+
+
+def test_a_batch_made_a_python_number_stops_the_doubled_batch_capture(caplog) -> None:
+    """window_reverse's ``int(windows.shape[0] / ...)`` pins the batch: the export at batch 2 stops
+    there, and the graph captured at the caller's batch computes the model."""
+    caplog.set_level(logging.DEBUG, logger="fxprune.capture")
+    model = WindowViews()
+    graph = fxprune.trace(model, torch.rand(1, 3, 8, 8))
+    assert "capture at batch 2 failed (BakedBatch: the forward turns the batch into a Python number (2))" in caplog.text
+    assert not graph.meta["fxprune_capture"].dynamic_batch
+    x = torch.rand(1, 3, 6, 10)
+    torch.testing.assert_close(graph(x), model(x), rtol=0, atol=0)
 
 
 def test_the_captured_pad_amount_makes_the_padded_size_a_visible_multiple() -> None:
