@@ -25,13 +25,15 @@ class BakedBatch(Exception):
 
 def _pins_the_batch(node: SymNode) -> bool:
     """Whether ``int(node)`` at the example's values would differ at batch 1 or 3 (the other sizes
-    and symbols at their example values)."""
+    and symbols at their example values). False where this torch's shape environment is laid out
+    otherwise: the export then runs to its end, as it did before this check."""
     env = node.shape_env
-    if env is None or node.hint is None:
+    values_of = getattr(env, "backed_var_to_val", None)
+    if env is None or node.hint is None or values_of is None or not hasattr(env, "var_to_sources"):
         return False
     batch, others = [], {}
     for symbol in node.expr.free_symbols:
-        hint = env.backed_var_to_val.get(symbol)
+        hint = values_of.get(symbol)
         if hint is None:
             return False
         if any(_BATCH_SOURCE.search(source.name) for source in env.var_to_sources.get(symbol, ())):

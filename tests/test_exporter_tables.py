@@ -44,6 +44,8 @@ def test_the_table_and_its_split_are_kept_per_content_and_handed_out_as_copies(m
     rest["junk"] = 0
     assert split_table({"cia_a": 5, "b": 1}) == ({"cia_a": 5}, {"b": 1}) and len(splits) == 1
     assert split_table({"cia_a": 6, "b": 1}) == ({"cia_a": 6}, {"b": 1}) and len(splits) == 2  # other contents
+    assert split_table({"cia_a": [5], "b": 1}) == ({"cia_a": [5]}, {"b": 1}) and len(splits) == 3  # unhashable: afresh
+    assert len(tables._SPLITS) == 2
 
 
 def test_an_export_inside_the_block_matches_one_outside(tmp_path):

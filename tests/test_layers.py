@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("fxprune._version", "fxprune.errors", "fxprune.spec", "fxprune.graph_mode", "fxprune.eval_mode",
               "fxprune.checkpoint", "fxprune.checkpoint_files", "fxprune.eval_sizes", "fxprune.widths", "fxprune.interrupt", "fxprune.images", "fxprune.tiling", "fxprune.data", "fxprune.distill", "fxprune.metrics",
               "fxprune.runtime", "fxprune.models", "fxprune.weights", "fxprune.train")),
-    ("capture", ("fxprune.trace", "fxprune.fast_capture", "fxprune.layout_guards", "fxprune.shapes", "fxprune.capture_cache", "fxprune.opaque")),
+    ("capture", ("fxprune.trace", "fxprune.fast_capture", "fxprune.layout_guards", "fxprune.baked_batch", "fxprune.shapes", "fxprune.capture_cache", "fxprune.opaque")),
     ("onnx", ("fxprune.onnx",)),  # export, file finishing, parity: needs only the capture's quiet logs
     ("analysis", ("fxprune.coupling", "fxprune.solve", "fxprune.graph", "fxprune.analysis", "fxprune.record",
                   "fxprune.counting", "fxprune.crosscheck", "fxprune.masking", "fxprune.kept_statistics")),

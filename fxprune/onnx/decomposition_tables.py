@@ -53,7 +53,10 @@ def _table_once(build: Callable[[set], dict]) -> Callable[[set], dict]:
 
 def _split_once(split: Callable[[dict], tuple[dict, dict]]) -> Callable[[dict], tuple[dict, dict]]:
     def split_table(table: dict) -> tuple[dict, dict]:
-        key = (frozenset(table.items()), frozenset(_registrations()))
+        try:
+            key = (frozenset(table.items()), frozenset(_registrations()))
+        except TypeError:  # a decomposition that cannot be a key: split this table afresh
+            return split(table)
         if key not in _SPLITS:
             _SPLITS[key] = split(dict(table))
         cia, rest = _SPLITS[key]
