@@ -44,8 +44,9 @@ def _pins_the_batch(node: SymNode) -> bool:
         return False
     here = node.expr.xreplace(others)
     values = [here.xreplace({symbol: size for symbol in batch}) for size in (1, 3)]
-    return any(not isinstance(v, (sympy.Integer, sympy.Float, sympy.Rational)) or int(v) != int(node.hint)
-               for v in values)
+    if not all(isinstance(v, (sympy.Integer, sympy.Float, sympy.Rational)) for v in values):
+        return False  # not a number at the other batches: let the export decide, as before this check
+    return any(int(v) != int(node.hint) for v in values)
 
 
 @contextlib.contextmanager
