@@ -10,13 +10,12 @@ it rather than running to the end (a spandrel SwinIR's capture paid two full exp
 from __future__ import annotations
 
 import contextlib
-import re
 from typing import Any, Iterator
 
 import sympy
 from torch.fx.experimental.sym_node import SymNode
 
-_BATCH_SOURCE = re.compile(r"\.size\(\)\[0\]$")
+from .layout_guards import size_dims
 
 
 class BakedBatch(Exception):
@@ -36,7 +35,7 @@ def _pins_the_batch(node: SymNode) -> bool:
         hint = values_of.get(symbol)
         if hint is None:
             return False
-        if any(_BATCH_SOURCE.search(source.name) for source in env.var_to_sources.get(symbol, ())):
+        if 0 in size_dims(env, symbol):
             batch.append(symbol)
         else:
             others[symbol] = int(hint)

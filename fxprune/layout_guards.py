@@ -280,7 +280,13 @@ def _asked_by_torch() -> bool:
     return frame is not None and frame.f_code.co_filename.startswith(_TORCH_DIR)
 
 
-_SPATIAL_SOURCE = re.compile(r"\.size\(\)\[([23])\]$")
+_SIZE_SOURCE = re.compile(r"\.size\(\)\[(\d+)\]$")
+
+
+def size_dims(env: Any, symbol: Any) -> set[int]:
+    """The input dims whose size ``symbol`` is, read from its sources (``L['x'].size()[2]`` gives 2)."""
+    return {int(m.group(1)) for source in env.var_to_sources.get(symbol, ())
+            if (m := _SIZE_SOURCE.search(source.name))}
 
 
 def _generic_side(node: SymNode) -> bool | None:
@@ -294,12 +300,11 @@ def _generic_side(node: SymNode) -> bool | None:
         hint = env.backed_var_to_val.get(symbol)
         if hint is None:  # unbacked (data-dependent): not a size of the input
             return None
-        dims = {m.group(1) for source in env.var_to_sources.get(symbol, ())
-                if (m := _SPATIAL_SOURCE.search(source.name))}
+        dims = size_dims(env, symbol) & {2, 3}
         if len(dims) == 1:
             spatial = True
             primes = _primes_above(int(hint))
-            points[0][symbol], points[1][symbol] = (primes[0], primes[2]) if dims == {"2"} else (primes[1], primes[3])
+            points[0][symbol], points[1][symbol] = (primes[0], primes[2]) if dims == {2} else (primes[1], primes[3])
         else:
             points[0][symbol] = points[1][symbol] = int(hint)
     if not spatial:
